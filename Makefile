@@ -1,0 +1,48 @@
+# Two set-up commands for a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+
+.PHONY: demo test lint system-deps screenshots bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+# Reinstall when the dependencies change.
+$(VENV)/.installed-demo: pyproject.toml | $(PY)
+	$(PIP) install -q -e ".[fastapi,starlette]" uvicorn httpx
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(PY)
+	$(PIP) install -q -e ".[dev]"
+	touch $@
+
+# As root, install the system programs the browser, proxy and database tests drive.
+system-deps:
+	@if [ "$$(id -u)" = 0 ]; then \
+	  missing=""; \
+	  [ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	  [ -x /usr/sbin/nginx ] || missing="$$missing nginx-light"; \
+	  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	  if [ -n "$$missing" ]; then \
+	    echo "installing:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  fi; \
+	else \
+	  echo "not root: skipping apt-get (install chromium, nginx-light and postgresql yourself)"; \
+	fi
+
+demo: $(VENV)/.installed-demo
+	$(PY) example_apps/run_demo.py --framework $${FRAMEWORK:-fastapi} --port $${PORT:-8000}
+
+test: system-deps $(VENV)/.installed-test
+	$(PY) -m pytest
+
+lint: $(VENV)/.installed-test
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache

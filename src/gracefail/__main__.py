@@ -1,0 +1,5 @@
+"""``python -m gracefail`` is the ``gracefail`` command."""
+
+from .cli import main
+
+main()

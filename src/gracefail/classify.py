@@ -1,0 +1,200 @@
+"""Decide whether an exception (or a status) is an upstream failure, and which.
+
+Client libraries are never imported: classes are matched by their dotted path
+anywhere in the exception's MRO, and the exception chain (``__cause__``,
+``__context__``) is searched, so ``raise PaymentsDown from exc`` counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Final
+
+from .errors import UpstreamError
+
+__all__ = ["Classifier", "Failure", "class_path"]
+
+# Causes are metric labels: keep the set small and stable.
+TIMEOUT: Final = "timeout"
+CONNECTION: Final = "connection"
+PROTOCOL: Final = "protocol"
+UPSTREAM_STATUS: Final = "upstream_status"
+UPSTREAM_ERROR: Final = "upstream_error"
+APP_RESPONSE: Final = "app_response"
+APP_TIMEOUT: Final = "app_timeout"
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """An upstream failure, as the rest of gracefail sees it."""
+
+    status: int
+    cause: str
+    upstream: str | None = None
+    detail: str | None = None
+    error_type: str | None = None
+
+
+# (status, cause); status None means "look at the upstream's own status".
+_Rule = tuple[int | None, str]
+
+BUILTIN_RULES: Final[Mapping[str, _Rule]] = {
+    "gracefail.errors.UpstreamError": (None, UPSTREAM_ERROR),
+    # Timeouts: 504. socket.timeout and asyncio.TimeoutError are builtins.TimeoutError.
+    "builtins.TimeoutError": (504, TIMEOUT),
+    "httpx.TimeoutException": (504, TIMEOUT),
+    "requests.exceptions.Timeout": (504, TIMEOUT),
+    "requests.exceptions.ConnectTimeout": (504, TIMEOUT),
+    "urllib3.exceptions.TimeoutError": (504, TIMEOUT),
+    "aiohttp.client_exceptions.ServerTimeoutError": (504, TIMEOUT),
+    # Connection and protocol failures: 502.
+    "builtins.ConnectionError": (502, CONNECTION),
+    "http.client.HTTPException": (502, PROTOCOL),
+    "httpx.NetworkError": (502, CONNECTION),
+    "httpx.RemoteProtocolError": (502, PROTOCOL),
+    "requests.exceptions.ConnectionError": (502, CONNECTION),
+    "requests.exceptions.ChunkedEncodingError": (502, PROTOCOL),
+    "urllib3.exceptions.NewConnectionError": (502, CONNECTION),
+    "urllib3.exceptions.ProtocolError": (502, PROTOCOL),
+    "aiohttp.client_exceptions.ClientConnectionError": (502, CONNECTION),
+    "aiohttp.client_exceptions.ClientPayloadError": (502, PROTOCOL),
+    # raise_for_status() on an upstream answer: only 5xx counts.
+    "httpx.HTTPStatusError": (None, UPSTREAM_STATUS),
+    "requests.exceptions.HTTPError": (None, UPSTREAM_STATUS),
+    "aiohttp.client_exceptions.ClientResponseError": (None, UPSTREAM_STATUS),
+    # gRPC: the status code decides.
+    "grpc.RpcError": (None, "grpc"),
+}
+
+_CHAIN_LIMIT: Final = 16
+_CACHE_LIMIT: Final = 2048
+
+
+def class_path(cls: type) -> str:
+    """``module.QualName`` of a class, as the rules name it."""
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _attr(obj: object, *names: str) -> object:
+    for name in names:
+        try:
+            obj = getattr(obj, name)
+        except Exception:
+            return None
+    return obj
+
+
+def _upstream_status(exc: BaseException) -> int | None:
+    """The status an upstream answered with, for raise-for-status errors and UpstreamError."""
+    if isinstance(exc, UpstreamError):
+        return exc.status
+    for path in (("response", "status_code"), ("status",)):
+        code = _attr(exc, *path)
+        if isinstance(code, int) and not isinstance(code, bool):
+            if code >= 500:
+                return 504 if code == 504 else 502
+            return None
+    return None
+
+
+def _grpc_status(exc: BaseException) -> int | None:
+    code = getattr(exc, "code", None)
+    try:
+        name = getattr(code(), "name", None) if callable(code) else None
+    except Exception:
+        return None
+    if name == "DEADLINE_EXCEEDED":
+        return 504
+    if name == "UNAVAILABLE":
+        return 502
+    return None
+
+
+def _upstream_host(exc: BaseException) -> str | None:
+    if isinstance(exc, UpstreamError):
+        return exc.upstream
+    for path in (("request", "url", "host"), ("request", "url"), ("request_info", "url", "host")):
+        value = _attr(exc, *path)
+        if isinstance(value, str) and value:
+            return value.split("://", 1)[-1].split("/", 1)[0][:200]
+        if value is not None and not isinstance(value, str):
+            text = str(value)
+            if text:
+                return text.split("://", 1)[-1].split("/", 1)[0][:200]
+    return None
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """The exception, then what caused it, then what it happened during, without loops."""
+    seen: list[BaseException] = []
+    todo: list[BaseException] = [exc]
+    while todo and len(seen) < _CHAIN_LIMIT:
+        current = todo.pop(0)
+        if any(current is s for s in seen):
+            continue
+        seen.append(current)
+        links = [current.__cause__, current.__context__, getattr(current, "reason", None)]
+        todo.extend(link for link in links if isinstance(link, BaseException))
+    return seen
+
+
+class Classifier:
+    """Maps exceptions to :class:`Failure`; built once per middleware."""
+
+    def __init__(self, overrides: Mapping[type[BaseException] | str, int | None] | None = None):
+        rules: dict[str, tuple[int | None, str] | None] = dict(BUILTIN_RULES)
+        for key, status in (overrides or {}).items():
+            path = key if isinstance(key, str) else class_path(key)
+            rules[path] = None if status is None else (status, "configured")
+        self._rules = rules
+        self._by_class: dict[type, tuple[int | None, str] | None] = {}
+
+    def _rule(self, cls: type) -> tuple[int | None, str] | None:
+        try:
+            return self._by_class[cls]
+        except KeyError:
+            pass
+        found: tuple[int | None, str] | None = None
+        for klass in cls.__mro__:
+            path = class_path(klass)
+            if path in self._rules:
+                found = self._rules[path]
+                break
+        if len(self._by_class) < _CACHE_LIMIT:
+            self._by_class[cls] = found
+        return found
+
+    def classify(self, exc: BaseException) -> Failure | None:
+        """The upstream failure this exception stands for, or None if it is not one."""
+        for link in _chain(exc):
+            rule = self._rule(type(link))
+            if rule is None:
+                continue
+            status, cause = rule
+            if status is None:
+                resolve: Callable[[BaseException], int | None] = (
+                    _grpc_status if cause == "grpc" else _upstream_status
+                )
+                status = resolve(link)
+                if status is None:
+                    continue
+            detail = link.detail if isinstance(link, UpstreamError) else str(link)
+            return Failure(
+                status=status,
+                cause=cause,
+                upstream=_upstream_host(link),
+                detail=(detail or None) and detail[:500],
+                error_type=class_path(type(link)),
+            )
+        return None
+
+    @staticmethod
+    def app_timeout() -> Failure:
+        """The failure ``Config.timeout`` expiring stands for."""
+        return Failure(status=504, cause=APP_TIMEOUT, error_type="gracefail.timeout")
+
+    @staticmethod
+    def from_status(status: int) -> Failure:
+        """The failure an app's own 502/504 response stands for."""
+        return Failure(status=status, cause=APP_RESPONSE, error_type=str(status))

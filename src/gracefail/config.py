@@ -1,0 +1,316 @@
+"""gracefail's options: frozen dataclasses validated once, at start-up.
+
+Every bad value raises ``ValueError`` naming the option, the value and what is
+allowed, so a typo fails when the app starts rather than during an outage.
+"""
+
+from __future__ import annotations
+
+import base64
+import difflib
+import mimetypes
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from .recorders.base import Recorder
+
+__all__ = ["Brand", "Config", "ConfigError", "RetryPolicy"]
+
+_HEX_COLOUR = re.compile(r"#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})")
+_PATH = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@/%-]*")
+UPSTREAM_STATUSES = (502, 504)
+LOCALES = ("en", "es", "fr", "de", "pt-BR", "ja", "zh-Hans")
+
+
+class ConfigError(ValueError):
+    """A gracefail option has a value it cannot use."""
+
+
+def _fail(option: str, value: object, allowed: str) -> ConfigError:
+    return ConfigError(f"gracefail: {option}={value!r} is not valid; {allowed}")
+
+
+def _check_url(option: str, value: str | None, *, relative_ok: bool = False) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str):
+        raise _fail(option, value, "expected a URL string or None")
+    if relative_ok and _PATH.fullmatch(value):
+        return
+    parts = urlsplit(value)
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.netloc
+        or any(c in value for c in "\"'<> \n\r\t")
+    ):
+        allowed = "expected an absolute http(s) URL"
+        raise _fail(
+            option, value, allowed + (" or a path starting with '/'" if relative_ok else "")
+        )
+
+
+def _positive(option: str, value: object, *, allow_zero: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _fail(option, value, "expected a number of seconds")
+    if value < 0 or (value == 0 and not allow_zero) or value != value:
+        raise _fail(option, value, "expected a positive number of seconds")
+    return float(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Brand:
+    """How the page looks: the name users know, an optional logo and an accent colour.
+
+    ``logo`` is a ``data:image/...`` URI or the path of an image file, which is
+    read once and inlined (the page never loads anything from another URL).
+    """
+
+    name: str = "This site"
+    logo: str | None = None
+    color: str = "#2563eb"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip() or len(self.name) > 80:
+            raise _fail(
+                "brand.name", self.name, "expected a non-empty string of at most 80 characters"
+            )
+        if not isinstance(self.color, str) or not _HEX_COLOUR.fullmatch(self.color):
+            raise _fail("brand.color", self.color, "expected a hex colour such as '#2563eb'")
+        if self.logo is not None:
+            object.__setattr__(self, "logo", _inline_logo(self.logo))
+
+
+def _inline_logo(logo: object) -> str:
+    if not isinstance(logo, str | os.PathLike):
+        raise _fail("brand.logo", logo, "expected a data:image/ URI or an image file path")
+    text = os.fspath(logo)
+    if text.startswith("data:"):
+        if not re.fullmatch(r"data:image/[a-z0-9.+-]+(;base64)?,[A-Za-z0-9+/=%._~-]*", text):
+            raise _fail("brand.logo", text[:40] + "...", "expected a data:image/...;base64,... URI")
+        return text
+    path = Path(text)
+    kind = mimetypes.guess_type(path.name)[0]
+    if not path.is_file() or kind is None or not kind.startswith("image/"):
+        raise _fail("brand.logo", text, "expected an existing image file (.svg, .png, .webp, ...)")
+    data = path.read_bytes()
+    if len(data) > 6 * 1024:
+        raise _fail("brand.logo", text, "the page must stay under 16 KB: use a logo under 6 KB")
+    return f"data:{kind};base64,{base64.b64encode(data).decode()}"
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """When the page probes again: capped exponential backoff with full jitter.
+
+    The first probe waits ``retry_after`` plus up to ``base`` seconds (so pages that
+    failed together do not return in the same second); probe ``n >= 1`` waits a
+    uniform random time in ``[0, min(cap, base * 2**n)]``. The page gives up
+    ``give_up_after`` seconds after it was shown. The browser script receives
+    these numbers and applies :meth:`delay_bounds`' formula; this is its only copy.
+    """
+
+    retry_after: int = 5
+    base: float = 2.0
+    cap: float = 60.0
+    give_up_after: float = 600.0
+
+    def __post_init__(self) -> None:
+        if (
+            isinstance(self.retry_after, bool)
+            or not isinstance(self.retry_after, int)
+            or not (0 <= self.retry_after <= 3600)
+        ):
+            raise _fail("retry.retry_after", self.retry_after, "expected whole seconds, 0 to 3600")
+        _positive("retry.base", self.base)
+        _positive("retry.cap", self.cap)
+        _positive("retry.give_up_after", self.give_up_after)
+        if self.cap < self.base:
+            raise _fail("retry.cap", self.cap, f"expected at least retry.base ({self.base})")
+
+    def delay_bounds(self, attempt: int) -> tuple[float, float]:
+        """The interval (seconds) the page draws the wait before probe ``attempt`` from."""
+        if attempt <= 0:
+            return float(self.retry_after), float(self.retry_after + self.base)
+        return 0.0, min(self.cap, self.base * 2.0 ** min(attempt, 60))
+
+    def to_script(self) -> dict[str, float]:
+        """The numbers handed to the page's script."""
+        return {
+            "after": self.retry_after,
+            "base": self.base,
+            "cap": self.cap,
+            "giveUpAfter": self.give_up_after,
+        }
+
+
+def _secret_default() -> str | None:
+    return os.environ.get("GRACEFAIL_SECRET") or None
+
+
+def _store_default() -> str:
+    return os.environ.get("GRACEFAIL_DB") or "gracefail.sqlite3"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Everything gracefail can be told. Every middleware accepts these as keywords.
+
+    Attributes:
+        brand: name, logo and colour of the page.
+        retry: the page's probing schedule.
+        status_page_url: public status page linked from the page.
+        status_api_url: a Statuspage-compatible ``summary.json``; the page shows it live.
+        health_url: what the page probes after a failed POST/PUT/PATCH/DELETE
+            (it never resubmits those); a path or an absolute URL on the same origin.
+        beacon_path: where the page reports what the user went through.
+        secret: key that signs beacon tokens (default ``GRACEFAIL_SECRET``; the
+            Django and Flask adapters use ``SECRET_KEY``).
+        template_dir: a folder whose ``page.html`` replaces the built-in template.
+        default_locale: the page's language when ``Accept-Language`` matches none.
+        exceptions: extra or overriding mappings from exception class (or its dotted
+            path) to 502, 504, or ``None`` (not an upstream failure).
+        replace_api_responses: also replace the app's own 502/504 for API clients.
+        timeout: seconds the app may take to start its response; then a 504 is sent
+            (ASGI only).
+        debug: show the failure's detail on the page (never in production).
+        store: where events are kept: a file path, ``sqlite:///...`` or ``postgresql://...``.
+        recorders: where events go; default: the store's recorder.
+        token_ttl: seconds a page's beacon token stays valid.
+        queue_size: events waiting for the recorders before new ones are dropped.
+    """
+
+    brand: Brand = field(default_factory=Brand)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    status_page_url: str | None = None
+    status_api_url: str | None = None
+    health_url: str = "/"
+    beacon_path: str = "/_gracefail/beacon"
+    secret: str | bytes | None = field(default_factory=_secret_default)
+    template_dir: str | os.PathLike[str] | None = None
+    default_locale: str = "en"
+    exceptions: Mapping[type[BaseException] | str, int | None] = field(default_factory=dict)
+    replace_api_responses: bool = False
+    timeout: float | None = None
+    debug: bool = False
+    store: str = field(default_factory=_store_default)
+    recorders: Sequence[Recorder] | None = None
+    token_ttl: int = 6 * 3600
+    queue_size: int = 10_000
+
+    def __post_init__(self) -> None:
+        if isinstance(self.brand, Mapping):
+            object.__setattr__(self, "brand", _build(Brand, self.brand, "brand."))
+        if isinstance(self.retry, Mapping):
+            object.__setattr__(self, "retry", _build(RetryPolicy, self.retry, "retry."))
+        if not isinstance(self.brand, Brand):
+            raise _fail(
+                "brand", self.brand, "expected gracefail.Brand(...) or a dict of its fields"
+            )
+        if not isinstance(self.retry, RetryPolicy):
+            raise _fail("retry", self.retry, "expected gracefail.RetryPolicy(...) or a dict")
+        _check_url("status_page_url", self.status_page_url)
+        _check_url("status_api_url", self.status_api_url)
+        _check_url("health_url", self.health_url, relative_ok=True)
+        if not isinstance(self.beacon_path, str) or not re.fullmatch(
+            r"/[A-Za-z0-9._~/-]+", self.beacon_path
+        ):
+            raise _fail(
+                "beacon_path", self.beacon_path, "expected a path such as '/_gracefail/beacon'"
+            )
+        if self.secret is not None and (
+            not isinstance(self.secret, str | bytes) or len(self.secret) < 16
+        ):
+            raise _fail("secret", "<hidden>", "expected a string of at least 16 characters or None")
+        if self.template_dir is not None and not Path(self.template_dir).is_dir():
+            raise _fail("template_dir", self.template_dir, "expected an existing directory")
+        if self.default_locale not in LOCALES:
+            raise _fail(
+                "default_locale", self.default_locale, f"expected one of {', '.join(LOCALES)}"
+            )
+        self._check_exceptions()
+        for flag in ("replace_api_responses", "debug"):
+            if not isinstance(getattr(self, flag), bool):
+                raise _fail(flag, getattr(self, flag), "expected True or False")
+        if self.timeout is not None:
+            _positive("timeout", self.timeout)
+        if not isinstance(self.store, str) or not self.store:
+            raise _fail(
+                "store", self.store, "expected a file path, sqlite:///... or postgresql://..."
+            )
+        if self.recorders is not None:
+            for recorder in self.recorders:
+                if not callable(getattr(recorder, "record", None)):
+                    raise _fail(
+                        "recorders", recorder, "expected objects with a record(events) method"
+                    )
+        for name, low, high in (("token_ttl", 60, 7 * 86400), ("queue_size", 1, 10_000_000)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise _fail(name, value, f"expected a whole number from {low} to {high}")
+
+    def _check_exceptions(self) -> None:
+        if not isinstance(self.exceptions, Mapping):
+            raise _fail(
+                "exceptions", self.exceptions, "expected a dict {exception class: 502|504|None}"
+            )
+        for key, status in self.exceptions.items():
+            if not (isinstance(key, str) and "." in key) and not (
+                isinstance(key, type) and issubclass(key, BaseException)
+            ):
+                raise _fail("exceptions", key, "keys are exception classes or dotted class paths")
+            if status is not None and status not in UPSTREAM_STATUSES:
+                raise _fail(f"exceptions[{key!r}]", status, "expected 502, 504 or None")
+
+    @classmethod
+    def from_mapping(cls, options: Mapping[str, Any], *, where: str = "") -> Config:
+        """Build a Config from a settings dict (keys in either case; nested brand/retry dicts).
+
+        Unknown keys raise :class:`ConfigError` suggesting the nearest valid one.
+        """
+        config: Config = _build(cls, options, where)
+        return config
+
+    def replace(self, **changes: Any) -> Config:
+        """A copy with some fields changed (validated again)."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update(changes)
+        return Config(**values)
+
+
+def _build(cls: type[Any], options: Mapping[str, Any], prefix: str) -> Any:
+    if not isinstance(options, Mapping):
+        raise ConfigError(
+            f"gracefail: {prefix.rstrip('.') or 'options'} must be a dict, got {options!r}"
+        )
+    names = [f.name for f in fields(cls)]
+    values: dict[str, Any] = {}
+    for key, value in options.items():
+        name = str(key).lower()
+        if name not in names:
+            near = difflib.get_close_matches(name, names, n=1)
+            hint = (
+                f"; did you mean {prefix}{near[0]!r}?"
+                if near
+                else f"; valid keys: {', '.join(names)}"
+            )
+            raise ConfigError(f"gracefail: unknown option {prefix}{key!r}{hint}")
+        values[name] = value
+    return cls(**values)
+
+
+def config_from(config: Config | None, options: Mapping[str, Any]) -> Config:
+    """What each middleware's ``(config=None, **options)`` signature means."""
+    if config is not None and not isinstance(config, Config):
+        raise ConfigError(f"gracefail: config={config!r} is not a gracefail.Config")
+    if config is None:
+        return Config.from_mapping(options)
+    if not options:
+        return config
+    current = {f.name: getattr(config, f.name) for f in fields(config)}
+    return Config.from_mapping({**current, **options})

@@ -1,0 +1,220 @@
+"""The engine every adapter shares. It never imports a web framework.
+
+Adapters translate their request into a :class:`RequestView` and the
+:class:`Reply` back into their response; every decision is made here.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Final
+
+from .beacon import MAX_BODY, BeaconError, check_origin, parse_beacon
+from .classify import Classifier, Failure
+from .config import LOCALES, Config
+from .events import Event, ServerEvent
+from .negotiate import negotiate_kind, negotiate_locale
+from .pipeline import Pipeline
+from .recorders.base import Recorder
+from .recorders.logging import LoggingRecorder
+from .render import MINIMAL_PAGE, Renderer, Reply, safe_url
+from .tokens import TokenSigner, incident_from_request_id
+
+__all__ = ["REPLACED_HEADERS", "SAFE_METHODS", "Gracefail", "Reply", "RequestView"]
+
+log = logging.getLogger("gracefail")
+
+SAFE_METHODS: Final = frozenset(("GET", "HEAD"))
+# Headers of an app's own 502/504 that the page's reply replaces.
+REPLACED_HEADERS: Final = frozenset(
+    (
+        "content-length",
+        "content-type",
+        "content-encoding",
+        "transfer-encoding",
+        "cache-control",
+        "expires",
+        "etag",
+        "last-modified",
+        "retry-after",
+        "vary",
+        "content-security-policy",
+        "x-gracefail-incident",
+    )
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestView:
+    """The little of a request gracefail needs. Header names are lower-case."""
+
+    method: str
+    path: str
+    query: str = ""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    scheme: str = "http"
+    route: str | None = None
+
+
+def default_recorders(config: Config) -> list[Recorder]:
+    """The recorders used when ``Config.recorders`` is not given."""
+    return [LoggingRecorder()]
+
+
+class Gracefail:
+    """Classifies failures, renders replies, checks beacons and records events."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        self.classifier = Classifier(config.exceptions)
+        self.renderer = Renderer(config)
+        self.signer = TokenSigner(config.secret, config.token_ttl)
+        recorders = (
+            list(config.recorders) if config.recorders is not None else default_recorders(config)
+        )
+        self.pipeline = Pipeline(recorders, config.queue_size)
+        self.beacon_path = config.beacon_path
+        self._retry_after = str(config.retry.retry_after)
+
+    # -- failures ---------------------------------------------------------------
+
+    def classify(self, exc: BaseException) -> Failure | None:
+        """The upstream failure ``exc`` stands for, or None (then re-raise it)."""
+        return self.classifier.classify(exc)
+
+    def failure_for_status(self, status: int) -> Failure:
+        """The failure an app's own 502/504 response stands for."""
+        return self.classifier.from_status(status)
+
+    def replaces_app_response(self, headers: Mapping[str, str]) -> bool:
+        """Whether an app-made 502/504 to this request gets the page (navigation) or passes."""
+        return self.config.replace_api_responses or negotiate_kind(headers) == "html"
+
+    def respond(
+        self,
+        failure: Failure,
+        view: RequestView,
+        *,
+        app_headers: Iterable[tuple[str, str]] = (),
+        started: float | None = None,
+    ) -> Reply:
+        """The reply for a failure; falls back to a minimal page if anything here breaks."""
+        try:
+            return self._respond(failure, view, app_headers, started)
+        except Exception:
+            log.exception("gracefail: could not build the failure reply; sending the minimal page")
+            return self._minimal(failure.status, view.method)
+
+    def _respond(
+        self,
+        failure: Failure,
+        view: RequestView,
+        app_headers: Iterable[tuple[str, str]],
+        started: float | None,
+    ) -> Reply:
+        headers = view.headers
+        kind = negotiate_kind(headers)
+        locale = negotiate_locale(
+            headers.get("accept-language"), LOCALES, self.config.default_locale
+        )
+        safe = view.method in SAFE_METHODS
+        incident = incident_from_request_id(headers.get("x-request-id"))
+        token = self.signer.sign(incident, failure.status)
+        body, content_type, csp = self.renderer.body(
+            kind, failure, locale, safe, incident, token, safe_url(view.path, view.query)
+        )
+        reply_headers = [
+            (name, value) for name, value in app_headers if name.lower() not in REPLACED_HEADERS
+        ]
+        reply_headers += [
+            ("content-type", content_type),
+            ("content-length", str(len(body))),
+            ("cache-control", "no-store"),
+            ("retry-after", self._retry_after),
+            ("vary", "Accept, Accept-Language"),
+            ("x-gracefail-incident", incident),
+            ("x-content-type-options", "nosniff"),
+        ]
+        if csp is not None:
+            reply_headers += [("content-security-policy", csp), ("referrer-policy", "same-origin")]
+        now = time.time()
+        self.pipeline.put(
+            ServerEvent(
+                time=now,
+                incident=incident,
+                status=failure.status,
+                cause=failure.cause,
+                method=view.method,
+                route=view.route,
+                client=kind,
+                probe=headers.get("x-gracefail-probe") == "1",
+                upstream=failure.upstream,
+                error_type=failure.error_type,
+                app_ms=None if started is None else round((now - started) * 1000.0, 3),
+            )
+        )
+        return Reply(failure.status, reply_headers, b"" if view.method == "HEAD" else body)
+
+    def _minimal(self, status: int, method: str) -> Reply:
+        body = MINIMAL_PAGE.encode()
+        headers = [
+            ("content-type", "text/html; charset=utf-8"),
+            ("content-length", str(len(body))),
+            ("cache-control", "no-store"),
+            ("retry-after", self._retry_after),
+        ]
+        return Reply(
+            status if status in (502, 504) else 502, headers, b"" if method == "HEAD" else body
+        )
+
+    # -- beacons ----------------------------------------------------------------
+
+    def beacon_precheck(self, view: RequestView, content_length: int | None) -> Reply | None:
+        """A refusal to send before reading the body, or None to go on reading."""
+        if view.method != "POST":
+            return self.beacon_reply(405, "use POST", [("allow", "POST")])
+        if content_length is not None and content_length > MAX_BODY:
+            return self.beacon_reply(413, "beacon too large")
+        return None
+
+    def accept_beacon(self, view: RequestView, body: bytes) -> Reply:
+        """Validate a beacon and queue its event: 204, or a 4xx with a short reason."""
+        refused = self.beacon_precheck(view, len(body))
+        if refused is not None:
+            return refused
+        try:
+            check_origin(view.headers, view.scheme)
+            event = parse_beacon(body, view.headers.get("content-type", ""), self.signer)
+        except BeaconError as exc:
+            return self.beacon_reply(exc.status, exc.reason)
+        self.pipeline.put(event)
+        return Reply(204, [("cache-control", "no-store")], b"")
+
+    @staticmethod
+    def beacon_reply(status: int, reason: str, extra: Sequence[tuple[str, str]] = ()) -> Reply:
+        """A short plain-text answer to a beacon."""
+        body = (reason + "\n").encode()
+        headers = [
+            ("content-type", "text/plain; charset=utf-8"),
+            ("content-length", str(len(body))),
+            ("cache-control", "no-store"),
+            *extra,
+        ]
+        return Reply(status, headers, body)
+
+    # -- lifecycle --------------------------------------------------------------
+
+    def record(self, event: Event) -> None:
+        """Queue an event for the recorders (never blocks)."""
+        self.pipeline.put(event)
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until queued events reached the recorders."""
+        return self.pipeline.flush(timeout)
+
+    def close(self) -> None:
+        """Flush and close the recorders (called at shutdown)."""
+        self.pipeline.close()

@@ -1,0 +1,55 @@
+"""What gracefail records: one ServerEvent per failure served, one ClientEvent per beacon."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final, Literal
+
+__all__ = ["CLIENT_KINDS", "OUTCOMES", "ClientEvent", "Event", "ServerEvent"]
+
+ClientKind = Literal[
+    "shown", "retry", "recovered", "gave_up", "abandoned", "manual_retry", "status_click"
+]
+CLIENT_KINDS: Final[frozenset[str]] = frozenset(
+    ("shown", "retry", "recovered", "gave_up", "abandoned", "manual_retry", "status_click")
+)
+OUTCOMES: Final[frozenset[str]] = frozenset(("recovered", "gave_up", "abandoned"))
+
+
+@dataclass(frozen=True, slots=True)
+class ServerEvent:
+    """A failure reply gracefail sent.
+
+    ``route`` is the framework's route template when known (never the raw path);
+    ``client`` is the reply format (html, json, text); ``probe`` marks replies to
+    the page's own probes, which are not new failures; ``app_ms`` is how long the
+    app ran before failing.
+    """
+
+    time: float
+    incident: str
+    status: int
+    cause: str
+    method: str
+    route: str | None
+    client: str
+    probe: bool = False
+    upstream: str | None = None
+    error_type: str | None = None
+    app_ms: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClientEvent:
+    """What a page reported through a beacon."""
+
+    time: float
+    incident: str
+    kind: str
+    attempt: int
+    elapsed_ms: int
+    locale: str
+    status: int = 502
+
+
+Event = ServerEvent | ClientEvent

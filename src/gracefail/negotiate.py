@@ -1,0 +1,123 @@
+"""Which reply a client gets (HTML page, problem+json, text) and in which language."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Final, Literal
+
+__all__ = ["Kind", "negotiate_kind", "negotiate_locale", "parse_accept"]
+
+Kind = Literal["html", "json", "text"]
+
+_HTML: Final = ("text/html", "application/xhtml+xml")
+_JSON: Final = ("application/problem+json", "application/json")
+_TEXT: Final = ("text/plain",)
+_MAX_ITEMS: Final = 32
+
+
+def parse_accept(value: str) -> list[tuple[str, float, int]]:
+    """``Accept``-style header -> [(token, q, position)], ignoring malformed parts."""
+    items: list[tuple[str, float, int]] = []
+    for position, part in enumerate(value.split(",")[:_MAX_ITEMS]):
+        token, _, params = part.partition(";")
+        token = token.strip().lower()
+        if not token:
+            continue
+        q = 1.0
+        for param in params.split(";"):
+            name, _, raw = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = float(raw.strip())
+                except ValueError:
+                    q = 0.0
+                if not 0.0 <= q <= 1.0:
+                    q = 0.0
+        items.append((token, q, position))
+    return items
+
+
+def _score(
+    accepted: Sequence[tuple[str, float, int]], types: Sequence[str]
+) -> tuple[float, int, int]:
+    """(q, specificity, -position) of the most specific range matching any of ``types``."""
+    best = (0.0, -1, 0)
+    for candidate in types:
+        major = candidate.split("/", 1)[0] + "/*"
+        for token, q, position in accepted:
+            if token == candidate:
+                spec = 2
+            elif token == major:
+                spec = 1
+            elif token == "*/*" or (candidate.endswith("json") and token == "application/*+json"):
+                spec = 0
+            else:
+                continue
+            if (spec, q) > (best[1], best[0]) or (
+                spec == best[1] and q == best[0] and -position > best[2]
+            ):
+                best = (q, spec, -position)
+    return best
+
+
+def negotiate_kind(headers: Mapping[str, str]) -> Kind:
+    """Pick the reply format from ``Accept``, ``Sec-Fetch-*`` and ``X-Requested-With``.
+
+    ``headers`` has lower-case names. A navigation gets the page; scripts get JSON;
+    anything that states no preference (curl's ``*/*``) gets plain text.
+    """
+    mode = headers.get("sec-fetch-mode", "")
+    if mode == "navigate" or headers.get("sec-fetch-dest", "") in ("document", "iframe"):
+        return "html"
+    scripted = headers.get("x-requested-with", "").lower() == "xmlhttprequest" or mode in (
+        "cors",
+        "same-origin",
+        "no-cors",
+    )
+    accept = headers.get("accept", "")
+    if not accept.strip():
+        return "json" if scripted else "text"
+    accepted = parse_accept(accept)
+    scores = {
+        "html": _score(accepted, _HTML),
+        "json": _score(accepted, _JSON),
+        "text": _score(accepted, _TEXT),
+    }
+    ranked = sorted(scores.items(), key=lambda item: item[1], reverse=True)
+    kind, (q, spec, _) = ranked[0]
+    if q <= 0.0:
+        return "json" if scripted else "text"
+    if spec == 0:
+        # Only a wildcard matched: the client has no preference.
+        return "json" if scripted else "text"
+    if scripted and kind == "html" and scores["json"][0] > 0.0:
+        return "json"
+    return kind  # type: ignore[return-value]
+
+
+def negotiate_locale(header: str | None, available: Sequence[str], default: str) -> str:
+    """Best locale in ``available`` for an ``Accept-Language`` header, else ``default``.
+
+    Matches exactly first, then by language (``pt`` -> ``pt-BR``); Chinese maps to
+    ``zh-Hans`` only for Simplified-script regions.
+    """
+    if not header:
+        return default
+    lowered = {name.lower(): name for name in available}
+    by_language: dict[str, str] = {}
+    for name in available:
+        by_language.setdefault(name.split("-", 1)[0].lower(), name)
+    ranked = sorted(parse_accept(header), key=lambda item: (-item[1], item[2]))
+    for token, q, _ in ranked:
+        if q <= 0.0 or token == "*":
+            continue
+        if token in lowered:
+            return lowered[token]
+        language, _, region = token.partition("-")
+        if language == "zh":
+            if region in ("", "cn", "sg", "hans", "hans-cn", "my") and "zh-hans" in lowered:
+                return lowered["zh-hans"]
+            continue
+        if language in by_language:
+            return by_language[language]
+    return default

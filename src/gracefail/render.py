@@ -1,0 +1,346 @@
+"""Turn a Failure into a Reply: the branded page, problem+json, or plain text.
+
+Jinja2 runs once per variant (status x locale x safe/unsafe method) at start-up,
+with placeholders where per-request values go; a request only splices its
+incident id, token and URL into the prepared text, each escaped for where it lands.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import json
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import jinja2
+from markupsafe import Markup
+
+from .classify import Failure
+from .config import LOCALES, Config
+from .negotiate import Kind
+
+__all__ = ["MINIMAL_PAGE", "PAGE_BUDGET", "PageBody", "Renderer", "Reply"]
+
+log = logging.getLogger("gracefail")
+
+PAGE_BUDGET: Final = 16 * 1024
+NOSCRIPT_REFRESH: Final = 30
+TIPS_AFTER: Final = 3
+REASONS: Final = {502: "Bad Gateway", 504: "Gateway Timeout"}
+
+# Placeholders: private-use characters that no template filter or escaper touches.
+_INCIDENT: Final = "\ue000incident\ue001"
+_TOKEN: Final = "\ue000token\ue001"
+_URL_ATTR: Final = "\ue000url-attr\ue001"
+_URL_JSON: Final = "\ue000url-json\ue001"
+_DETAIL: Final = "\ue000detail\ue001"
+_SLOT: Final = re.compile("(\ue000[a-z-]+\ue001)")
+
+MINIMAL_PAGE: Final = (
+    "<!doctype html><html lang=en><meta charset=utf-8><title>Temporarily unavailable</title>"
+    "<h1>Temporarily unavailable</h1><p>A service this site depends on is not answering. "
+    "This is not your fault; please try again in a minute.</p>"
+)
+
+_SCRIPT_BLOCK: Final = re.compile(
+    r"<script(?![^>]*application/json)[^>]*>(.*?)</script>", re.S | re.I
+)
+_STYLE_BLOCK: Final = re.compile(r"<style[^>]*>(.*?)</style>", re.S | re.I)
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A finished response: status, headers (lower-case names) and body."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+class Slotted:
+    """Text with placeholders, split once so filling it is a join."""
+
+    __slots__ = ("_parts", "_slots")
+
+    def __init__(self, text: str):
+        pieces = _SLOT.split(text)
+        self._parts = pieces[0::2]
+        self._slots = pieces[1::2]
+
+    @property
+    def slots(self) -> frozenset[str]:
+        return frozenset(self._slots)
+
+    def fill(self, values: Mapping[str, str]) -> str:
+        parts = self._parts
+        out = [parts[0]]
+        for index, slot in enumerate(self._slots, 1):
+            out.append(values[slot])
+            out.append(parts[index])
+        return "".join(out)
+
+
+@dataclass(frozen=True, slots=True)
+class PageBody:
+    """One prepared page variant and its Content-Security-Policy."""
+
+    text: Slotted
+    csp: str
+
+
+def escape_json_string(value: str) -> str:
+    """``value`` as the inside of a JSON string that is safe in a ``<script>`` data block."""
+    return _script_safe(json.dumps(value, ensure_ascii=False)[1:-1])
+
+
+def _script_safe(text: str) -> str:
+    return (
+        text.replace("<", "\\u003c")
+        .replace(">", "\\u003e")
+        .replace("&", "\\u0026")
+        .replace("\u2028", "\\u2028")
+        .replace("\u2029", "\\u2029")
+    )
+
+
+def safe_url(path: str, query: str) -> str:
+    """The same-origin URL the page retries; never one a browser reads as another host."""
+    url = path if path.startswith("/") else "/" + path
+    if url.startswith(("//", "/\\")):
+        url = "/." + url
+    return f"{url}?{query}" if query else url
+
+
+def _compact_js(source: str) -> str:
+    lines = (line.strip() for line in source.splitlines())
+    return "\n".join(line for line in lines if line and not line.startswith("//"))
+
+
+def _compact_css(source: str) -> str:
+    lines = (line.strip() for line in source.splitlines())
+    return "\n".join(
+        line for line in lines if line and not (line.startswith("/*") and line.endswith("*/"))
+    )
+
+
+def _sha256(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+
+def _origin(url: str | None) -> str | None:
+    if not url:
+        return None
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def load_locales() -> dict[str, dict[str, str]]:
+    """Every shipped locale's strings, English filling any gap."""
+    folder = resources.files("gracefail") / "locales"
+    english: dict[str, str] = json.loads((folder / "en.json").read_text("utf-8"))
+    table: dict[str, dict[str, str]] = {}
+    for name in LOCALES:
+        strings = json.loads((folder / f"{name}.json").read_text("utf-8"))
+        table[name] = {**english, **strings}
+    return table
+
+
+def _asset(name: str) -> str:
+    return (resources.files("gracefail") / "assets" / name).read_text("utf-8")
+
+
+class Renderer:
+    """Prepares every reply variant for one Config and fills them per request."""
+
+    def __init__(self, config: Config, *, strict: bool = False):
+        self.config = config
+        self.strict = strict
+        self.locales = load_locales()
+        self.css = _compact_css(f":root{{--gf-accent:{config.brand.color}}}\n" + _asset("page.css"))
+        self.js = _compact_js(_asset("recover.js"))
+        self._connect_src = " ".join(filter(None, ["'self'", _origin(config.status_api_url)]))
+        self.pages: dict[tuple[int, str, bool], PageBody] = {}
+        self._texts: dict[tuple[int, str], Slotted] = {}
+        self._problems: dict[tuple[int, str], Slotted] = {}
+        self._prepare()
+
+    # -- start-up -----------------------------------------------------------
+
+    def _environment(self, user: bool) -> jinja2.Environment:
+        loaders: list[jinja2.BaseLoader] = [jinja2.PackageLoader("gracefail", "templates")]
+        if user and self.config.template_dir is not None:
+            loaders.insert(0, jinja2.FileSystemLoader(str(self.config.template_dir)))
+        return jinja2.Environment(
+            loader=jinja2.ChoiceLoader(loaders),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+            keep_trailing_newline=True,
+        )
+
+    def _prepare(self) -> None:
+        variants = [(s, loc, safe) for s in REASONS for loc in LOCALES for safe in (True, False)]
+        try:
+            template = self._environment(user=True).get_template("page.html")
+            pages = {v: self._page(template, *v) for v in variants}
+        except Exception:
+            if self.config.template_dir is None or self.strict:
+                raise
+            log.exception(
+                "gracefail: the template in %s failed; serving the built-in page instead",
+                self.config.template_dir,
+            )
+            template = self._environment(user=False).get_template("page.html")
+            pages = {v: self._page(template, *v) for v in variants}
+        self.pages = pages
+        for status in REASONS:
+            for locale in LOCALES:
+                self._texts[status, locale] = Slotted(self._text(status, locale))
+                self._problems[status, locale] = Slotted(self._problem(status, locale))
+
+    def script_config(self, status: int, locale: str, safe: bool) -> dict[str, Any]:
+        """The JSON the page's script reads (placeholders where per-request values go)."""
+        config = self.config
+        strings = self.locales[locale]
+        return {
+            "status": status,
+            "safe": safe,
+            "url": _URL_JSON,
+            "health": config.health_url,
+            "incident": _INCIDENT,
+            "token": _TOKEN,
+            "beacon": config.beacon_path,
+            "locale": locale,
+            "retry": config.retry.to_script(),
+            "tipsAfter": TIPS_AFTER,
+            "statusPage": config.status_page_url,
+            "statusApi": config.status_api_url,
+            "t": {key: value for key, value in strings.items() if key.startswith("js_")},
+        }
+
+    def _page(self, template: jinja2.Template, status: int, locale: str, safe: bool) -> PageBody:
+        config = self.config
+        config_json = _script_safe(
+            json.dumps(
+                self.script_config(status, locale, safe), ensure_ascii=False, separators=(",", ":")
+            )
+        )
+        text = template.render(
+            lang=locale,
+            t=self.locales[locale],
+            status=status,
+            safe=safe,
+            brand=config.brand,
+            status_page_url=config.status_page_url,
+            incident=_INCIDENT,
+            retry_url=Markup(  # noqa: S704 - placeholder or escaped config URL
+                _URL_ATTR if safe else html.escape(config.health_url)
+            ),
+            css=Markup(self.css),  # noqa: S704 - our own asset / JSON escaped for <script>
+            js=Markup(self.js),  # noqa: S704 - our own asset / JSON escaped for <script>
+            config_json=Markup(config_json),  # noqa: S704 - our own asset / JSON escaped for <script>
+            noscript_refresh=NOSCRIPT_REFRESH,
+            retry_after=config.retry.retry_after,
+            debug_detail=_DETAIL if config.debug else None,
+        )
+        scripts = _SCRIPT_BLOCK.findall(text)
+        styles = _STYLE_BLOCK.findall(text)
+        if any(_SLOT.search(block) for block in [*scripts, *styles]):
+            raise ValueError("page.html puts a per-request value inside a <script> or <style>")
+        size = len(text.encode())
+        if size > PAGE_BUDGET:
+            log.warning(
+                "gracefail: the %s/%s page is %d bytes, over the 16 KB budget", status, locale, size
+            )
+        csp = "; ".join(
+            [
+                "default-src 'none'",
+                "script-src " + (" ".join(sorted({_sha256(s) for s in scripts})) or "'none'"),
+                "style-src " + (" ".join(sorted({_sha256(s) for s in styles})) or "'none'"),
+                "img-src data:",
+                f"connect-src {self._connect_src}",
+                "base-uri 'none'",
+                "form-action 'self'",
+                "frame-ancestors 'none'",
+            ]
+        )
+        return PageBody(text=Slotted(text), csp=csp)
+
+    def _lines(self, status: int, locale: str, safe: bool) -> tuple[str, str]:
+        strings = self.locales[locale]
+        explain = strings[f"explain_{status}"].replace("{brand}", self.config.brand.name)
+        after = strings["next_safe" if safe else "next_unsafe"].replace(
+            "{brand}", self.config.brand.name
+        )
+        return explain, after
+
+    def _text(self, status: int, locale: str) -> str:
+        strings = self.locales[locale]
+        explain, after = self._lines(status, locale, True)
+        lines = [f"{status} {strings[f'title_{status}']}", "", explain, after]
+        if self.config.status_page_url:
+            lines.append(f"Status: {self.config.status_page_url}")
+        lines.append(f"Incident: {_INCIDENT}")
+        if self.config.debug:
+            lines.append(f"Detail: {_DETAIL}")
+        return "\n".join(lines) + "\n"
+
+    def _problem(self, status: int, locale: str) -> str:
+        strings = self.locales[locale]
+        explain, after = self._lines(status, locale, True)
+        body: dict[str, Any] = {
+            "type": "about:blank",
+            "title": REASONS[status],
+            "status": status,
+            "detail": f"{explain} {after}",
+            "instance": f"urn:gracefail:incident:{_INCIDENT}",
+            "incident": _INCIDENT,
+            "retry_after": self.config.retry.retry_after,
+            "status_page": self.config.status_page_url,
+        }
+        if strings.get("title_" + str(status)):
+            body["title_localized"] = strings[f"title_{status}"]
+        if self.config.debug:
+            body["debug_detail"] = _DETAIL
+        return json.dumps(body, ensure_ascii=False)
+
+    # -- per request ----------------------------------------------------------
+
+    def body(
+        self,
+        kind: Kind,
+        failure: Failure,
+        locale: str,
+        safe: bool,
+        incident: str,
+        token: str,
+        url: str,
+    ) -> tuple[bytes, str, str | None]:
+        """(body, content type, CSP or None) for one reply."""
+        detail = ""
+        if self.config.debug:
+            detail = " ".join(filter(None, [failure.error_type, failure.upstream, failure.detail]))
+        status = failure.status
+        if kind == "html":
+            page = self.pages[status, locale, safe]
+            values = {
+                _INCIDENT: incident,
+                _TOKEN: token,
+                _URL_ATTR: html.escape(url),
+                _URL_JSON: escape_json_string(url),
+                _DETAIL: html.escape(detail),
+            }
+            text = page.text.fill(values)
+            return text.encode(), "text/html; charset=utf-8", page.csp
+        if kind == "json":
+            values = {_INCIDENT: incident, _DETAIL: escape_json_string(detail)}
+            text = self._problems[status, locale].fill(values)
+            return text.encode(), "application/problem+json", None
+        values = {_INCIDENT: incident, _DETAIL: detail.replace("\n", " ")}
+        return self._texts[status, locale].fill(values).encode(), "text/plain; charset=utf-8", None

@@ -1,0 +1,84 @@
+"""Incident ids and the HMAC-signed tokens that let a page's beacons be trusted."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Final
+
+__all__ = ["TokenError", "TokenSigner", "incident_from_request_id", "new_incident"]
+
+log = logging.getLogger("gracefail")
+
+_REQUEST_ID: Final = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_TOKEN: Final = re.compile(r"([0-9a-f]{1,12})~([A-Za-z0-9._-]{1,64})~(50[24])~([A-Za-z0-9_-]{22})")
+
+
+def new_incident() -> str:
+    """A fresh incident id: 16 URL-safe characters."""
+    return secrets.token_urlsafe(12)
+
+
+def incident_from_request_id(value: str | None) -> str:
+    """Reuse an incoming ``X-Request-ID`` when it is safe to echo, else a new id."""
+    if value and _REQUEST_ID.fullmatch(value):
+        return value
+    return new_incident()
+
+
+class TokenError(ValueError):
+    """A beacon token is malformed, forged or expired."""
+
+
+@dataclass(frozen=True, slots=True)
+class TokenClaims:
+    """What a valid token vouches for."""
+
+    incident: str
+    status: int
+    issued: int
+
+
+class TokenSigner:
+    """Signs ``incident~status~issued`` with HMAC-SHA256 (truncated to 128 bits)."""
+
+    def __init__(self, secret: str | bytes | None, ttl: int):
+        if secret is None:
+            log.warning(
+                "gracefail: no secret configured (Config.secret, GRACEFAIL_SECRET or the "
+                "framework's SECRET_KEY); using a random per-process key, so beacons sent "
+                "to another worker or after a restart will be rejected"
+            )
+            secret = secrets.token_bytes(32)
+        self._key = secret.encode() if isinstance(secret, str) else bytes(secret)
+        self._ttl = ttl
+
+    def _mac(self, message: str) -> str:
+        digest = hmac.new(self._key, message.encode(), hashlib.sha256).digest()[:16]
+        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+    def sign(self, incident: str, status: int, now: float | None = None) -> str:
+        """A token for one page view of ``incident``."""
+        issued = format(int(time.time() if now is None else now), "x")
+        message = f"{issued}~{incident}~{status}"
+        return f"{message}~{self._mac(message)}"
+
+    def verify(self, token: object, now: float | None = None) -> TokenClaims:
+        """The claims of a valid token; :class:`TokenError` otherwise."""
+        match = _TOKEN.fullmatch(token) if isinstance(token, str) else None
+        if match is None:
+            raise TokenError("malformed token")
+        issued_hex, incident, status, mac = match.groups()
+        if not hmac.compare_digest(mac, self._mac(f"{issued_hex}~{incident}~{status}")):
+            raise TokenError("bad token signature")
+        issued = int(issued_hex, 16)
+        current = time.time() if now is None else now
+        if issued > current + 60 or current - issued > self._ttl:
+            raise TokenError("token expired")
+        return TokenClaims(incident=incident, status=int(status), issued=issued)

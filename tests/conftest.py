@@ -1,0 +1,112 @@
+"""Shared fixtures: free loopback ports, real server processes, CI-aware requirements."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require(condition: bool, what: str, how: str) -> None:
+    """Skip outside CI with how to install ``what``; in CI a missing tool is a failure."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"{what} is required in CI but missing ({how})")
+    pytest.skip(f"{what} is not installed: {how}")
+
+
+def require_binary(path: str, how: str) -> str:
+    found = path if os.path.isabs(path) and os.access(path, os.X_OK) else shutil.which(path)
+    require(found is not None, path, how)
+    assert found is not None
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_for_port(
+    port: int, proc: subprocess.Popen[bytes] | None = None, timeout: float = 20.0
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited early with code {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a server we started, by its PID."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+def start_server(
+    args: list[str], port: int, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        args,
+        cwd=str(cwd or ROOT),
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_for_port(port, proc)
+    except Exception:
+        stop(proc)
+        err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+        raise RuntimeError(f"{args[:4]} did not start:\n{err[-3000:]}") from None
+    return proc
+
+
+@pytest.fixture
+def port() -> int:
+    return free_port()
+
+
+@pytest.fixture
+def python() -> str:
+    return sys.executable
+
+
+@pytest.fixture
+def server_factory() -> Iterator[object]:
+    """Start real server processes; every one is stopped by PID at teardown."""
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def factory(
+        args: list[str], port: int, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        proc = start_server(args, port, env)
+        procs.append(proc)
+        return proc
+
+    yield factory
+    for proc in procs:
+        stop(proc)
