@@ -7,6 +7,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,19 +70,21 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 def start_server(
     args: list[str], port: int, env: dict[str, str] | None = None, cwd: Path | None = None
 ) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        args,
-        cwd=str(cwd or ROOT),
-        env={**os.environ, **(env or {})},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        wait_for_port(port, proc)
-    except Exception:
-        stop(proc)
-        err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-        raise RuntimeError(f"{args[:4]} did not start:\n{err[-3000:]}") from None
+    with tempfile.TemporaryFile() as errors:
+        proc = subprocess.Popen(
+            args,
+            cwd=str(cwd or ROOT),
+            env={**os.environ, **(env or {})},
+            stdout=subprocess.DEVNULL,
+            stderr=errors,
+        )
+        try:
+            wait_for_port(port, proc)
+        except Exception:
+            stop(proc)
+            errors.seek(0)
+            err = errors.read().decode(errors="replace")
+            raise RuntimeError(f"{args[:4]} did not start:\n{err[-3000:]}") from None
     return proc
 
 

@@ -101,7 +101,8 @@ def test_hostile_request_values_never_escape_their_context(gracefail: Gracefail)
 def test_url_round_trips_through_the_config_block(gracefail: Gracefail) -> None:
     text = reply_for(gracefail, path="/a</script>\u2028b", query="x=1&y=<2>").body.decode()
     assert config_block(text)["url"] == "/a</script>\u2028b?x=1&y=<2>"
-    assert "\u2028" not in text
+    raw_block = text.split('id="gf-config">', 1)[1].split("</script>", 1)[0]
+    assert "\u2028" not in raw_block, "U+2028 must be escaped inside the script block"
 
 
 def test_protocol_relative_paths_stay_on_this_origin(gracefail: Gracefail) -> None:
