@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
@@ -82,8 +82,33 @@ class Brand:
             )
         if not isinstance(self.color, str) or not _HEX_COLOUR.fullmatch(self.color):
             raise _fail("brand.color", self.color, "expected a hex colour such as '#2563eb'")
+        ratio = _contrast_with_white(self.color)
+        if ratio < 4.5:
+            raise _fail(
+                "brand.color",
+                self.color,
+                f"white text on it has contrast {ratio:.2f}:1; AA needs 4.5:1",
+            )
         if self.logo is not None:
             object.__setattr__(self, "logo", _inline_logo(self.logo))
+
+
+def _contrast_with_white(colour: str) -> float:
+    digits = colour[1:]
+    if len(digits) == 3:
+        digits = "".join(c * 2 for c in digits)
+
+    def channel(hex_pair: str) -> float:
+        c = int(hex_pair, 16) / 255
+        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (channel(digits[i : i + 2]) for i in (0, 2, 4))
+    luminance = 0.2126 * r + 0.7152 * g + 0.0722 * b
+    return 1.05 / (luminance + 0.05)
+
+
+# The page must stay under 16 KB in every locale; about 2 KB of it is left for a logo.
+LOGO_BUDGET: Final = 2048
 
 
 def _inline_logo(logo: object) -> str:
@@ -93,15 +118,21 @@ def _inline_logo(logo: object) -> str:
     if text.startswith("data:"):
         if not re.fullmatch(r"data:image/[a-z0-9.+-]+(;base64)?,[A-Za-z0-9+/=%._~-]*", text):
             raise _fail("brand.logo", text[:40] + "...", "expected a data:image/...;base64,... URI")
+        if len(text) > LOGO_BUDGET:
+            raise _fail(
+                "brand.logo", text[:40] + "...", f"the inlined logo must fit {LOGO_BUDGET} bytes"
+            )
         return text
     path = Path(text)
     kind = mimetypes.guess_type(path.name)[0]
     if not path.is_file() or kind is None or not kind.startswith("image/"):
         raise _fail("brand.logo", text, "expected an existing image file (.svg, .png, .webp, ...)")
-    data = path.read_bytes()
-    if len(data) > 6 * 1024:
-        raise _fail("brand.logo", text, "the page must stay under 16 KB: use a logo under 6 KB")
-    return f"data:{kind};base64,{base64.b64encode(data).decode()}"
+    uri = f"data:{kind};base64,{base64.b64encode(path.read_bytes()).decode()}"
+    if len(uri) > LOGO_BUDGET:
+        raise _fail(
+            "brand.logo", text, f"inlined it takes {len(uri)} bytes; the page leaves {LOGO_BUDGET}"
+        )
+    return uri
 
 
 @dataclass(frozen=True, slots=True)

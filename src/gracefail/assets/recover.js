@@ -15,13 +15,16 @@ return;
 }
 root.classList.add("js");
 var T = cfg.t, R = cfg.retry, Q = "gracefail:queue";
+// The page is served at the URL that failed: retry what the browser shows, which stays right
+// behind a proxy that rewrites paths and for pages exported to a proxy's error_page.
+var here = location.pathname + location.search;
 // Exposed as window.gracefail.state. nextAt: Date.now() of the next scheduled probe, 0 if none.
 var st = {attempts: 0, failures: 0, outcome: null, busy: false, paused: false, offline: false, gaveUp: false, back: false, nextAt: 0};
 var timer = 0, gtimer = 0, giveUpAt = 1000 * R.giveUpAfter;
 function $(id) {
 return d.getElementById(id);
 }
-var live = $("gf-live"), count = $("gf-count"), spin = $("gf-spin"), btn = $("gf-retry"), back = $("gf-back"), link = $("gf-link");
+var live = $("gf-live"), count = $("gf-count"), wait = $("gf-wait"), btn = $("gf-retry"), back = $("gf-back"), link = $("gf-link");
 // Only real changes reach the live region, so screen readers hear state changes, not ticks.
 function text(el, s) {
 s = s || "";
@@ -105,7 +108,7 @@ return fetch(url, opts);
 // The countdown is outside the live region and may change every second.
 function show() {
 var left = st.nextAt ? Math.max(1, Math.ceil((st.nextAt - Date.now()) / 1000)) : 0;
-spin.hidden = st.back || !(st.busy || left);
+wait.hidden = st.back || !(st.busy || left);
 text(count, st.back ? "" : st.busy ? T.js_checking : left ? T.js_next.replace("{s}", left) : "");
 }
 function stop() {
@@ -140,7 +143,7 @@ st.paused = false;
 st.attempts++;
 beacon("retry");
 show();
-var u = cfg.safe ? cfg.url : cfg.health;
+var u = cfg.safe ? here : cfg.health;
 get(u + (u.indexOf("?") < 0 ? "?" : "&") + "_gf=" + Math.random().toString(36).slice(2), {cache: "no-store", credentials: "same-origin", redirect: "manual", headers: {"X-Gracefail-Probe": "1"}}, 20000).then(function (r) {
 return r.type === "opaqueredirect" || (r.status > 0 && r.status < 500);
 }, function () {
@@ -160,7 +163,7 @@ if (cfg.safe) {
 say(T.js_back);
 if (b && !sb(b)) { post(b); }
 flush(true);
-location.replace(cfg.url);
+location.replace(here);
 return;
 }
 say(T.js_service_back);
@@ -264,7 +267,7 @@ if (c && c.status !== "operational" && typeof c.name === "string" && names.index
 });
 if (!s || typeof s.description !== "string") { return; }
 el.className = "ls i-" + (/^(none|minor|major|critical)$/.test(s.indicator) ? s.indicator : "x");
-el.lastChild.textContent = T.js_status.replace("{s}", s.description) + (names.length ? " " + T.js_affected.replace("{s}", names.slice(0, 6).join(", ")) : "");
+el.lastChild.textContent = T.js_status.replace("{s}", s.description) + (names.length ? " \u00b7 " + T.js_affected.replace("{s}", names.slice(0, 6).join(", ")) : "");
 el.hidden = false;
 }).catch(function () {});
 }
