@@ -12,7 +12,7 @@ $(PY):
 
 # Reinstall when the dependencies change.
 $(VENV)/.installed-demo: pyproject.toml | $(PY)
-	$(PIP) install -q -e ".[fastapi,starlette]" uvicorn httpx
+	$(PIP) install -q -e ".[fastapi,starlette]" uvicorn httpx python-multipart
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(PY)

@@ -167,8 +167,8 @@ class Renderer:
         self.js = _compact_js(_asset("recover.js"))
         self._connect_src = " ".join(filter(None, ["'self'", _origin(config.status_api_url)]))
         self.pages: dict[tuple[int, str, bool], PageBody] = {}
-        self._texts: dict[tuple[int, str], Slotted] = {}
-        self._problems: dict[tuple[int, str], Slotted] = {}
+        self._texts: dict[tuple[int, str, bool], Slotted] = {}
+        self._problems: dict[tuple[int, str, bool], Slotted] = {}
         self._prepare()
 
     # -- start-up -----------------------------------------------------------
@@ -201,8 +201,10 @@ class Renderer:
         self.pages = pages
         for status in REASONS:
             for locale in LOCALES:
-                self._texts[status, locale] = Slotted(self._text(status, locale))
-                self._problems[status, locale] = Slotted(self._problem(status, locale))
+                for safe in (True, False):
+                    key = (status, locale, safe)
+                    self._texts[key] = Slotted(self._text(status, locale, safe))
+                    self._problems[key] = Slotted(self._problem(status, locale, safe))
 
     def script_config(self, status: int, locale: str, safe: bool) -> dict[str, Any]:
         """The JSON the page's script reads (placeholders where per-request values go)."""
@@ -275,14 +277,15 @@ class Renderer:
     def _lines(self, status: int, locale: str, safe: bool) -> tuple[str, str]:
         strings = self.locales[locale]
         explain = strings[f"explain_{status}"].replace("{brand}", self.config.brand.name)
-        after = strings["next_safe" if safe else "next_unsafe"].replace(
+        # Scripts and terminals do not retry by themselves: tell them what to do.
+        after = strings["tip_wait" if safe else "next_unsafe"].replace(
             "{brand}", self.config.brand.name
         )
         return explain, after
 
-    def _text(self, status: int, locale: str) -> str:
+    def _text(self, status: int, locale: str, safe: bool) -> str:
         strings = self.locales[locale]
-        explain, after = self._lines(status, locale, True)
+        explain, after = self._lines(status, locale, safe)
         lines = [f"{status} {strings[f'title_{status}']}", "", explain, after]
         if self.config.status_page_url:
             lines.append(f"Status: {self.config.status_page_url}")
@@ -291,9 +294,9 @@ class Renderer:
             lines.append(f"Detail: {_DETAIL}")
         return "\n".join(lines) + "\n"
 
-    def _problem(self, status: int, locale: str) -> str:
+    def _problem(self, status: int, locale: str, safe: bool) -> str:
         strings = self.locales[locale]
-        explain, after = self._lines(status, locale, True)
+        explain, after = self._lines(status, locale, safe)
         body: dict[str, Any] = {
             "type": "about:blank",
             "title": REASONS[status],
@@ -340,7 +343,8 @@ class Renderer:
             return text.encode(), "text/html; charset=utf-8", page.csp
         if kind == "json":
             values = {_INCIDENT: incident, _DETAIL: escape_json_string(detail)}
-            text = self._problems[status, locale].fill(values)
+            text = self._problems[status, locale, safe].fill(values)
             return text.encode(), "application/problem+json", None
         values = {_INCIDENT: incident, _DETAIL: detail.replace("\n", " ")}
-        return self._texts[status, locale].fill(values).encode(), "text/plain; charset=utf-8", None
+        text = self._texts[status, locale, safe].fill(values)
+        return text.encode(), "text/plain; charset=utf-8", None
