@@ -69,7 +69,7 @@ def parse_beacon(
         extra = sorted(set(data) - _KEYS)
         raise BeaconError(400, f"beacon keys wrong (missing {missing}, unknown {extra[:5]})")
     kind = data["kind"]
-    if kind not in CLIENT_KINDS:
+    if not isinstance(kind, str) or kind not in CLIENT_KINDS:
         raise BeaconError(400, "unknown beacon kind")
     locale = data["locale"]
     if not isinstance(locale, str) or not _LOCALE.fullmatch(locale):

@@ -23,6 +23,7 @@ UPSTREAM_STATUS: Final = "upstream_status"
 UPSTREAM_ERROR: Final = "upstream_error"
 APP_RESPONSE: Final = "app_response"
 APP_TIMEOUT: Final = "app_timeout"
+GRPC: Final = "grpc"  # resolved to timeout/connection from the call's status code
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,14 +60,17 @@ BUILTIN_RULES: Final[Mapping[str, _Rule]] = {
     "urllib3.exceptions.ProtocolError": (502, PROTOCOL),
     "aiohttp.client_exceptions.ClientConnectionError": (502, CONNECTION),
     "aiohttp.client_exceptions.ClientPayloadError": (502, PROTOCOL),
+    "aiohttp.http_exceptions.HttpProcessingError": (502, PROTOCOL),
     # raise_for_status() on an upstream answer: only 5xx counts.
     "httpx.HTTPStatusError": (None, UPSTREAM_STATUS),
     "requests.exceptions.HTTPError": (None, UPSTREAM_STATUS),
     "aiohttp.client_exceptions.ClientResponseError": (None, UPSTREAM_STATUS),
     # gRPC: the status code decides.
-    "grpc.RpcError": (None, "grpc"),
+    "grpc.RpcError": (None, GRPC),
 }
 
+# A rule that says "not an upstream failure": it ends the search for the whole chain.
+_EXCLUDED: Final[tuple[int | None, str]] = (None, "excluded")
 _CHAIN_LIMIT: Final = 16
 _CACHE_LIMIT: Final = 2048
 
@@ -104,11 +108,9 @@ def _grpc_status(exc: BaseException) -> int | None:
         name = getattr(code(), "name", None) if callable(code) else None
     except Exception:
         return None
-    if name == "DEADLINE_EXCEEDED":
-        return 504
-    if name == "UNAVAILABLE":
-        return 502
-    return None
+    return (
+        {"DEADLINE_EXCEEDED": 504, "UNAVAILABLE": 502}.get(name) if isinstance(name, str) else None
+    )
 
 
 def _upstream_host(exc: BaseException) -> str | None:
@@ -134,7 +136,9 @@ def _chain(exc: BaseException) -> list[BaseException]:
         if any(current is s for s in seen):
             continue
         seen.append(current)
-        links = [current.__cause__, current.__context__, getattr(current, "reason", None)]
+        # ``raise X from None`` hides the context, as it does for tracebacks and Sentry.
+        context = None if current.__suppress_context__ else current.__context__
+        links = [current.__cause__, context, getattr(current, "reason", None)]
         todo.extend(link for link in links if isinstance(link, BaseException))
     return seen
 
@@ -146,7 +150,7 @@ class Classifier:
         rules: dict[str, tuple[int | None, str] | None] = dict(BUILTIN_RULES)
         for key, status in (overrides or {}).items():
             path = key if isinstance(key, str) else class_path(key)
-            rules[path] = None if status is None else (status, "configured")
+            rules[path] = _EXCLUDED if status is None else (status, "configured")
         self._rules = rules
         self._by_class: dict[type, tuple[int | None, str] | None] = {}
 
@@ -171,14 +175,18 @@ class Classifier:
             rule = self._rule(type(link))
             if rule is None:
                 continue
+            if rule is _EXCLUDED:
+                return None
             status, cause = rule
             if status is None:
                 resolve: Callable[[BaseException], int | None] = (
-                    _grpc_status if cause == "grpc" else _upstream_status
+                    _grpc_status if cause == GRPC else _upstream_status
                 )
                 status = resolve(link)
                 if status is None:
                     continue
+            if cause == GRPC:
+                cause = TIMEOUT if status == 504 else CONNECTION
             detail = link.detail if isinstance(link, UpstreamError) else str(link)
             return Failure(
                 status=status,

@@ -23,7 +23,10 @@ if TYPE_CHECKING:
 __all__ = ["Brand", "Config", "ConfigError", "RetryPolicy"]
 
 _HEX_COLOUR = re.compile(r"#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})")
-_PATH = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@/%-]*")
+# A same-origin path; "//host" and "/\\host" would be read as another host by browsers.
+_PATH = re.compile(
+    r"/(?![/\\])[A-Za-z0-9._~!$&'()*+,;=:@/%-]*(?:\?[A-Za-z0-9._~!$&'()*+,;=:@/%?-]*)?"
+)
 UPSTREAM_STATUSES = (502, 504)
 LOCALES = ("en", "es", "fr", "de", "pt-BR", "ja", "zh-Hans")
 
@@ -249,7 +252,7 @@ class Config:
         _check_url("status_api_url", self.status_api_url)
         _check_url("health_url", self.health_url, relative_ok=True)
         if not isinstance(self.beacon_path, str) or not re.fullmatch(
-            r"/[A-Za-z0-9._~/-]+", self.beacon_path
+            r"/(?!/)[A-Za-z0-9._~/-]+", self.beacon_path
         ):
             raise _fail(
                 "beacon_path", self.beacon_path, "expected a path such as '/_gracefail/beacon'"
@@ -295,7 +298,7 @@ class Config:
                 isinstance(key, type) and issubclass(key, BaseException)
             ):
                 raise _fail("exceptions", key, "keys are exception classes or dotted class paths")
-            if status is not None and status not in UPSTREAM_STATUSES:
+            if status is not None and (type(status) is not int or status not in UPSTREAM_STATUSES):
                 raise _fail(f"exceptions[{key!r}]", status, "expected 502, 504 or None")
 
     @classmethod
@@ -326,11 +329,11 @@ def _build(cls: type[Any], options: Mapping[str, Any], prefix: str) -> Any:
         if name not in names:
             near = difflib.get_close_matches(name, names, n=1)
             hint = (
-                f"; did you mean {prefix}{near[0]!r}?"
+                f"; did you mean '{prefix}{near[0]}'?"
                 if near
                 else f"; valid keys: {', '.join(names)}"
             )
-            raise ConfigError(f"gracefail: unknown option {prefix}{key!r}{hint}")
+            raise ConfigError(f"gracefail: unknown option '{prefix}{key}'{hint}")
         values[name] = value
     return cls(**values)
 

@@ -83,7 +83,10 @@ def negotiate_kind(headers: Mapping[str, str]) -> Kind:
         "json": _score(accepted, _JSON),
         "text": _score(accepted, _TEXT),
     }
-    ranked = sorted(scores.items(), key=lambda item: item[1], reverse=True)
+    # On a full tie (say ``text/*``) prefer plain text, then JSON: the page is for clients
+    # that ask for HTML by name, as every browser does.
+    plainness = {"text": 2, "json": 1, "html": 0}
+    ranked = sorted(scores.items(), key=lambda item: (*item[1], plainness[item[0]]), reverse=True)
     kind, (q, spec, _) = ranked[0]
     if q <= 0.0:
         return "json" if scripted else "text"
