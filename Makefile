@@ -37,12 +37,32 @@ system-deps:
 demo: $(VENV)/.installed-demo
 	$(PY) example_apps/run_demo.py --framework $${FRAMEWORK:-fastapi} --port $${PORT:-8000}
 
+# The whole suite, then the framework version matrix (noxfile.py: lowest and latest
+# Django, Flask, Starlette and FastAPI, each in its own uv-built virtualenv).
 test: system-deps $(VENV)/.installed-test
 	$(PY) -m pytest
+	$(PY) -m nox
+
+# Overhead, end-to-end and retry-herd benchmarks -> docs/performance.md (method:
+# benchmarks/README.md). As root, installs Debian's wrk if missing. Takes under 15 minutes.
+$(VENV)/.installed-bench: pyproject.toml | $(PY)
+	$(PIP) install -q -e ".[dev,bench]" uvloop httptools
+	touch $@
+
+bench: $(VENV)/.installed-bench
+	@if ! command -v wrk >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing: wrk"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; \
+	  else \
+	    echo "not root: install wrk yourself (apt-get install wrk); end-to-end rows are skipped"; \
+	  fi; \
+	fi
+	$(PY) benchmarks/run_all.py
 
 lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
 clean:
-	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .nox build dist .pytest_cache .mypy_cache .ruff_cache

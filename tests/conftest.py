@@ -18,6 +18,12 @@ ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the browser tests last: sync Playwright keeps a loop running in the main thread
+    until its session fixture closes, which asyncio tests after it cannot share."""
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
+
+
 def require(condition: bool, what: str, how: str) -> None:
     """Skip outside CI with how to install ``what``; in CI a missing tool is a failure."""
     if condition:

@@ -58,6 +58,10 @@ def _headers(scope: Scope) -> dict[str, str]:
     return headers
 
 
+def _decoded(raw: Any) -> list[tuple[str, str]]:
+    return [(n.decode("latin-1"), v.decode("latin-1")) for n, v in raw]
+
+
 def request_view(scope: Scope) -> RequestView:
     """The neutral view of an ASGI HTTP scope."""
     raw_path = scope.get("raw_path")
@@ -75,6 +79,7 @@ def request_view(scope: Scope) -> RequestView:
         headers=_headers(scope),
         scheme=scope.get("scheme", "http"),
         route=route if isinstance(route, str) else None,
+        client=client[0] if (client := scope.get("client")) else None,
     )
 
 
@@ -127,7 +132,7 @@ class GracefailMiddleware:
         held: list[Message] | None = None
         replacing = 0
         deadline: asyncio.Timeout | None = None
-        began = time.perf_counter()
+        began = time.time()
         gracefail = self.gracefail
 
         async def release() -> None:
@@ -150,7 +155,7 @@ class GracefailMiddleware:
                     held = [message]
                     return
                 if (status == 502 or status == 504) and gracefail.replaces_app_response(
-                    _headers(scope)
+                    _headers(scope), _decoded(message.get("headers", ()))
                 ):
                     held, replacing = [message], status
                     return
@@ -210,9 +215,7 @@ class GracefailMiddleware:
 
     async def _replace(self, scope: Scope, send: Send, start: Message, began: float) -> None:
         """Send the page in place of the app's own 502/504, keeping its other headers."""
-        app_headers = [
-            (n.decode("latin-1"), v.decode("latin-1")) for n, v in start.get("headers", ())
-        ]
+        app_headers = _decoded(start.get("headers", ()))
         failure = self.gracefail.failure_for_status(start["status"])
         reply = self.gracefail.respond(
             failure, request_view(scope), app_headers=app_headers, started=began

@@ -16,10 +16,11 @@ from .beacon import MAX_BODY, BeaconError, check_origin, parse_beacon
 from .classify import Classifier, Failure
 from .config import LOCALES, Config
 from .events import Event, ServerEvent
+from .guard import BeaconGuard, Verdict
 from .negotiate import negotiate_kind, negotiate_locale
 from .pipeline import Pipeline
 from .recorders.base import Recorder
-from .recorders.logging import LoggingRecorder
+from .recorders.store import store_recorder
 from .render import MINIMAL_PAGE, Renderer, Reply, safe_url
 from .tokens import TokenSigner, incident_from_request_id
 
@@ -49,7 +50,11 @@ REPLACED_HEADERS: Final = frozenset(
 
 @dataclass(frozen=True, slots=True)
 class RequestView:
-    """The little of a request gracefail needs. Header names are lower-case."""
+    """The little of a request gracefail needs. Header names are lower-case.
+
+    ``client`` is the peer address as the server saw it (the beacon rate limit's
+    key); None when the adapter cannot tell, and then beacons are not rate limited.
+    """
 
     method: str
     path: str
@@ -57,11 +62,12 @@ class RequestView:
     headers: Mapping[str, str] = field(default_factory=dict)
     scheme: str = "http"
     route: str | None = None
+    client: str | None = None
 
 
 def default_recorders(config: Config) -> list[Recorder]:
-    """The recorders used when ``Config.recorders`` is not given."""
-    return [LoggingRecorder()]
+    """The recorders used when ``Config.recorders`` is not given: the store's recorder."""
+    return [store_recorder(config.store)]
 
 
 class Gracefail:
@@ -76,6 +82,7 @@ class Gracefail:
             list(config.recorders) if config.recorders is not None else default_recorders(config)
         )
         self.pipeline = Pipeline(recorders, config.queue_size)
+        self.guard = BeaconGuard()
         self.beacon_path = config.beacon_path
         self._retry_after = str(config.retry.retry_after)
 
@@ -89,8 +96,16 @@ class Gracefail:
         """The failure an app's own 502/504 response stands for."""
         return self.classifier.from_status(status)
 
-    def replaces_app_response(self, headers: Mapping[str, str]) -> bool:
-        """Whether an app-made 502/504 to this request gets the page (navigation) or passes."""
+    def replaces_app_response(
+        self, headers: Mapping[str, str], app_headers: Iterable[tuple[str, str]] = ()
+    ) -> bool:
+        """Whether an app-made 502/504 to this request gets the page (navigation) or passes.
+
+        ``headers`` are the request's; ``app_headers`` the response's, when known: a reply
+        gracefail already made (it carries ``X-Gracefail-Incident``) is never replaced.
+        """
+        if any(name.lower() == "x-gracefail-incident" for name, _ in app_headers):
+            return False
         return self.config.replace_api_responses or negotiate_kind(headers) == "html"
 
     def respond(
@@ -181,16 +196,27 @@ class Gracefail:
         return None
 
     def accept_beacon(self, view: RequestView, body: bytes) -> Reply:
-        """Validate a beacon and queue its event: 204, or a 4xx with a short reason."""
+        """Validate a beacon and queue its event: 204, or a 4xx with a short reason.
+
+        A client over its rate limit gets 429; an incident past its bound of events
+        gets 429; a repeated (incident, kind, attempt) gets 204 and is not recorded again.
+        """
         refused = self.beacon_precheck(view, len(body))
         if refused is not None:
             return refused
+        wait = self.guard.allow(view.client)
+        if wait:
+            return self.beacon_reply(429, "too many beacons", [("retry-after", str(int(wait) + 1))])
         try:
             check_origin(view.headers, view.scheme)
             event = parse_beacon(body, view.headers.get("content-type", ""), self.signer)
         except BeaconError as exc:
             return self.beacon_reply(exc.status, exc.reason)
-        self.pipeline.put(event)
+        verdict = self.guard.admit(event)
+        if verdict is Verdict.TOO_MANY:
+            return self.beacon_reply(429, "too many events for this incident")
+        if verdict is Verdict.ACCEPT:
+            self.pipeline.put(event)
         return Reply(204, [("cache-control", "no-store")], b"")
 
     @staticmethod

@@ -189,10 +189,17 @@ return show();
 }
 plan();
 }
+// Hidden or offline, nobody is watching: wait (sending nothing); back, the page checks once
+// more and down() gives up if that fails too.
 function giveUp() {
 if (st.gaveUp || st.back) { return; }
 stop();
 clearTimeout(gtimer);
+if (nav.onLine === false) { return offline(); }
+if (d.hidden) {
+st.paused = true;
+return show();
+}
 st.gaveUp = true;
 var b = outcome("gave_up");
 if (b) { post(b); }

@@ -7,7 +7,7 @@ from typing import Protocol, runtime_checkable
 
 from ..events import Event
 
-__all__ = ["Recorder"]
+__all__ = ["CountsDrops", "Recorder"]
 
 
 @runtime_checkable
@@ -19,3 +19,16 @@ class Recorder(Protocol):
 
     def close(self) -> None:
         """Release connections and files; called once at shutdown."""
+
+
+@runtime_checkable
+class CountsDrops(Protocol):
+    """A recorder that also reports lost events (the Prometheus, OTel and StatsD ones).
+
+    The pipeline calls ``record_dropped`` on its background thread with the number
+    of events lost since the last call and why: ``"queue_full"`` (the queue was
+    full, so no recorder got them) or ``"recorder_error"`` (a recorder failed a batch).
+    """
+
+    def record_dropped(self, count: int, reason: str) -> None:
+        """Count ``count`` lost events."""

@@ -1,0 +1,137 @@
+"""``GracefailMiddleware`` for Django: sync- and async-capable, placed high in ``MIDDLEWARE``.
+
+* Upstream failures raised by a view are caught in :meth:`~GracefailMiddleware.process_exception`
+  (after the process_exception of any middleware listed below it, so the app's own
+  exception handling comes first); anything else goes on to Django's 500 handling.
+* The app's own 502/504 for a browser navigation is replaced in ``__call__`` (its other
+  headers and cookies kept); API clients get it untouched unless ``replace_api_responses``.
+* ``Config.beacon_path`` is answered before URL resolution, CSRF and sessions.
+* Under ASGI the middleware runs as a coroutine (no thread hop for async views), and
+  ``Config.timeout`` sends a 504 when the rest of the stack takes longer.
+
+Route label: ``request.resolver_match.route``. A second gracefail in the same stack
+warns (``RuntimeWarning``) and defers to the outer one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.utils.encoding import escape_uri_path
+
+from .._adapters import SCOPE_MARKER, answer_beacon, claim, environ_view, serve
+from ..classify import Failure
+from ..core import Gracefail, RequestView
+from ..render import Reply
+from .conf import get_config
+
+__all__ = ["GracefailMiddleware"]
+
+GetResponse = Callable[[HttpRequest], Any]
+_STATE = "_gracefail"  # request attribute: (the Django middleware in charge, owner engine, start)
+
+
+def _response(reply: Reply) -> HttpResponse:
+    response = HttpResponse(reply.body, status=reply.status)
+    for name, value in reply.headers:
+        response[name] = value
+    return response
+
+
+def _view(request: HttpRequest) -> RequestView:
+    match = request.resolver_match
+    return environ_view(
+        request.META,
+        path=escape_uri_path(request.path),
+        scheme=request.scheme,
+        route=match.route if match is not None else None,
+    )
+
+
+class GracefailMiddleware:
+    """Serve gracefail's page when a view's upstream fails (see the module docs)."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: GetResponse) -> None:
+        self.get_response = get_response
+        self.async_mode = iscoroutinefunction(get_response)
+        if self.async_mode:
+            markcoroutinefunction(self)
+        self.gracefail = Gracefail(get_config())
+        self.beacon_path = self.gracefail.beacon_path
+        self.timeout = self.gracefail.config.timeout
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
+        if self.async_mode:
+            return self.__acall__(request)
+        early = self._enter(request)
+        if early is not None:
+            return early
+        return self._leave(request, self.get_response(request))
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
+        early = self._enter(request)
+        if early is not None:
+            return early
+        if self.timeout is None:
+            return self._leave(request, await self.get_response(request))
+        deadline = asyncio.timeout(self.timeout)
+        try:
+            async with deadline:
+                response = await self.get_response(request)
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            return self._reply(request, self.gracefail.classifier.app_timeout())
+        return self._leave(request, response)
+
+    def _enter(self, request: HttpRequest) -> HttpResponse | None:
+        scope = getattr(request, "scope", None)
+        if isinstance(scope, dict):  # under ASGI: seen by gracefail.asgi around Django too
+            owner = claim(scope, self.gracefail, SCOPE_MARKER)
+        else:
+            owner = claim(request.META, self.gracefail)
+        if not hasattr(request, _STATE):
+            setattr(request, _STATE, (self, owner, time.time()))
+        if owner is self.gracefail and request.path_info == self.beacon_path:
+            view = environ_view(request.META, path=escape_uri_path(request.path))
+            return _response(answer_beacon(owner, view, request.read))
+        return None
+
+    def _leave(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
+        status = response.status_code
+        if status != 502 and status != 504:
+            return response
+        _, owner, began = getattr(request, _STATE)
+        view = _view(request)
+        app_headers = list(response.items())
+        if owner is not self.gracefail or not owner.replaces_app_response(
+            view.headers, app_headers
+        ):
+            return response
+        failure = owner.failure_for_status(status)
+        reply = _response(serve(owner, failure, view, app_headers=app_headers, started=began))
+        reply.cookies = response.cookies
+        response.close()
+        return reply
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        """The page for an upstream failure, or None to let Django handle the exception."""
+        state = getattr(request, _STATE, None)
+        if state is None or state[0] is not self:
+            return None  # an outer gracefail middleware in this stack answers
+        failure = state[1].classify(exception)
+        if failure is None:
+            return None
+        return self._reply(request, failure)
+
+    def _reply(self, request: HttpRequest, failure: Failure) -> HttpResponse:
+        _, owner, began = getattr(request, _STATE)
+        return _response(serve(owner, failure, _view(request), started=began))

@@ -1,0 +1,111 @@
+"""OpenTelemetry metrics (the API only; the app configures the SDK and its exporter).
+
+Instruments (the same as the Prometheus recorder's; an OTel-to-Prometheus
+exporter turns them into the same metric names):
+
+* ``gracefail.failures`` counter: failure replies to users, with
+  ``http.response.status_code``, ``http.route``, ``http.request.method`` and
+  ``error.type`` (gracefail's cause: timeout, connection, protocol, ...).
+* ``gracefail.probes`` counter: failure replies to the page's own probes.
+* ``gracefail.page_events`` counter, attribute ``gracefail.event``.
+* ``gracefail.time_to_recovery`` histogram (unit ``s``).
+* ``gracefail.events_dropped`` counter, attribute ``gracefail.reason``
+  (``queue_full`` or ``recorder_error``).
+
+Example::
+
+    from gracefail.recorders import OpenTelemetryRecorder
+    app.add_middleware(GracefailMiddleware, recorders=[OpenTelemetryRecorder()])
+    # or OpenTelemetryRecorder(meter_provider=provider) for a provider of your own
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final
+
+try:
+    from opentelemetry import metrics
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "gracefail's OpenTelemetry recorder needs opentelemetry-api: install gracefail[otel]"
+    ) from exc
+
+from .._version import __version__
+from ..events import ClientEvent, Event, ServerEvent
+from .labels import UNKNOWN_ROUTE, label_method
+
+__all__ = ["OpenTelemetryRecorder"]
+
+_BUCKETS: Final = (1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
+
+
+class OpenTelemetryRecorder:
+    """Records failures and page outcomes through the OpenTelemetry metrics API.
+
+    Args:
+        meter_provider: the provider to get gracefail's meter from; default the
+            global one (``opentelemetry.metrics.get_meter_provider()``).
+        buckets: explicit histogram boundaries (seconds), passed as advice.
+    """
+
+    def __init__(
+        self,
+        meter_provider: metrics.MeterProvider | None = None,
+        *,
+        buckets: Sequence[float] = _BUCKETS,
+    ):
+        meter = metrics.get_meter("gracefail", __version__, meter_provider=meter_provider)
+        self.failures = meter.create_counter(
+            "gracefail.failures", "{failure}", "Failure replies (502/504) served to users."
+        )
+        self.probes = meter.create_counter(
+            "gracefail.probes", "{failure}", "Failure replies to the recovery page's own probes."
+        )
+        self.page_events = meter.create_counter(
+            "gracefail.page_events", "{event}", "What recovery pages reported through beacons."
+        )
+        try:
+            self.time_to_recovery = meter.create_histogram(
+                "gracefail.time_to_recovery",
+                "s",
+                "Time from the page's navigation start to its recovery, measured by the page.",
+                explicit_bucket_boundaries_advisory=list(buckets),
+            )
+        except TypeError:  # opentelemetry-api before 1.23 takes no advice
+            self.time_to_recovery = meter.create_histogram(
+                "gracefail.time_to_recovery",
+                "s",
+                "Time from the page's navigation start to its recovery, measured by the page.",
+            )
+        self.dropped = meter.create_counter(
+            "gracefail.events_dropped", "{event}", "Events lost before a recorder stored them."
+        )
+
+    def record(self, events: Sequence[Event]) -> None:
+        """Add a batch to the instruments."""
+        for event in events:
+            if isinstance(event, ServerEvent):
+                if event.probe:
+                    self.probes.add(1, {"http.response.status_code": event.status})
+                    continue
+                self.failures.add(
+                    1,
+                    {
+                        "http.response.status_code": event.status,
+                        "http.route": event.route or UNKNOWN_ROUTE,
+                        "http.request.method": label_method(event.method),
+                        "error.type": event.cause,
+                    },
+                )
+            elif isinstance(event, ClientEvent):
+                self.page_events.add(1, {"gracefail.event": event.kind})
+                if event.kind == "recovered":
+                    self.time_to_recovery.record(event.elapsed_ms / 1000.0)
+
+    def record_dropped(self, count: int, reason: str) -> None:
+        """Count events the pipeline lost (``reason``: queue_full or recorder_error)."""
+        self.dropped.add(count, {"gracefail.reason": reason})
+
+    def close(self) -> None:
+        """Nothing to release (the meter provider belongs to the app)."""

@@ -1,0 +1,168 @@
+"""PostgreSQL store (psycopg 3) for many app instances: the same schema and report as SQLite.
+
+Each batch is one transaction that COPYs the rows in. When the server is
+unreachable the batch is dropped (the pipeline logs it once and counts it) and
+the recorder waits, with capped exponential backoff, before connecting again.
+Schema migrations run under a transaction-scoped advisory lock, so instances
+starting together do not race.
+
+Example::
+
+    Config(store="postgresql://gracefail:secret@db.internal:5432/metrics")
+    # or explicitly, with other recorders beside it:
+    Config(recorders=[PostgresRecorder("postgresql://..."), PrometheusRecorder()])
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any, Final
+
+try:
+    import psycopg
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "gracefail's PostgreSQL store needs psycopg 3: install gracefail[postgres]"
+    ) from exc
+
+from ..events import Event
+from .store import (
+    FAILURE_COLUMNS,
+    FAILURES,
+    PAGE_COLUMNS,
+    PAGE_EVENTS,
+    SCHEMA_TABLE,
+    SCHEMA_TABLE_DDL,
+    Backoff,
+    StoreError,
+    StoreTarget,
+    StoreUnavailable,
+    pending,
+    split_rows,
+)
+
+__all__ = ["PostgresRecorder", "migrate_postgres"]
+
+# Any fixed 64-bit number: the advisory lock that serialises migrations.
+_MIGRATION_LOCK: Final = 0x67726163656661
+
+_COPY_FAILURES: Final = f"COPY {FAILURES} ({', '.join(FAILURE_COLUMNS)}) FROM STDIN"
+_COPY_PAGES: Final = f"COPY {PAGE_EVENTS} ({', '.join(PAGE_COLUMNS)}) FROM STDIN"
+
+
+def migrate_postgres(conn: psycopg.Connection[Any], where: str) -> None:
+    """Bring the schema up to date; concurrent callers wait on an advisory lock."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+        conn.execute(SCHEMA_TABLE_DDL)
+        row = conn.execute(f"SELECT COALESCE(MAX(version), 0) FROM {SCHEMA_TABLE}").fetchone()
+        current = int(row[0]) if row else 0
+        for migration in pending(current, where):
+            for statement in migration.statements("postgresql"):
+                conn.execute(statement)
+            conn.execute(
+                f"INSERT INTO {SCHEMA_TABLE} (version, summary, applied_at) VALUES (%s, %s, %s)",
+                (migration.version, migration.summary, time.time()),
+            )
+
+
+class PostgresRecorder:
+    """Stores events in PostgreSQL.
+
+    Args:
+        dsn: a ``postgresql://`` URL or a libpq connection string.
+        connect_timeout: seconds to wait for a connection.
+        retry_first, retry_cap: backoff (seconds) between reconnection attempts;
+            meanwhile batches are dropped (and counted by the pipeline).
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        connect_timeout: float = 5.0,
+        retry_first: float = 0.5,
+        retry_cap: float = 30.0,
+    ):
+        self.dsn = dsn
+        self.connect_timeout = connect_timeout
+        self._where = StoreTarget("postgresql", dsn).describe()
+        self._backoff = Backoff(retry_first, retry_cap)
+        self._conn: psycopg.Connection[Any] | None = None
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        # A connection inherited through fork() shares its socket with the parent:
+        # closing it here would end the parent's session, so it is only kept.
+        self._inherited: list[psycopg.Connection[Any]] = []
+
+    def __repr__(self) -> str:
+        return f"PostgresRecorder({self._where!r})"
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        if self._pid != os.getpid():
+            if self._conn is not None:
+                self._inherited.append(self._conn)
+            self._conn, self._pid = None, os.getpid()
+            self._backoff.succeeded()
+        if self._conn is not None and not self._conn.closed:
+            return self._conn
+        conn = psycopg.connect(
+            self.dsn,
+            autocommit=True,
+            connect_timeout=max(1, round(self.connect_timeout)),
+            application_name="gracefail",
+        )
+        try:
+            migrate_postgres(conn, self._where)
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+        return conn
+
+    def record(self, events: Sequence[Event]) -> None:
+        """COPY a batch in one transaction; raises StoreUnavailable if it was dropped."""
+        failures, pages = split_rows(events)
+        if not failures and not pages:
+            return
+        with self._lock:
+            if not self._backoff.ready() and self._pid == os.getpid():
+                raise StoreUnavailable(
+                    f"gracefail: PostgreSQL {self._where} is unavailable; retrying later"
+                )
+            try:
+                conn = self._connect()
+                with conn.transaction(), conn.cursor() as cur:
+                    if failures:
+                        with cur.copy(_COPY_FAILURES) as copy:
+                            for row in failures:
+                                copy.write_row(row)
+                    if pages:
+                        with cur.copy(_COPY_PAGES) as copy:
+                            for row in pages:
+                                copy.write_row(row)
+            except (psycopg.Error, StoreError) as exc:
+                self._drop_connection()
+                wait = self._backoff.failed()
+                raise StoreUnavailable(
+                    f"gracefail: could not write to PostgreSQL {self._where} "
+                    f"({type(exc).__name__}: {str(exc).strip()[:200]}); "
+                    f"next attempt in {wait:.1f} s"
+                ) from exc
+            self._backoff.succeeded()
+
+    def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                conn.close()
+
+    def close(self) -> None:
+        """Close this process's connection."""
+        with self._lock:
+            if self._pid == os.getpid():
+                self._drop_connection()

@@ -1,0 +1,183 @@
+"""Prometheus metrics (prometheus_client), on an injected or a per-instance registry.
+
+Metrics:
+
+* ``gracefail_failures_total{status,cause,route,method}``: failure replies to users.
+* ``gracefail_probes_total{status}``: failure replies to the page's own probes.
+* ``gracefail_page_events_total{event}``: beacons by kind (shown, retry, recovered, ...).
+* ``gracefail_time_to_recovery_seconds``: histogram of the page's measured time to recovery.
+* ``gracefail_events_dropped_total{reason}``: events lost before a recorder stored them
+  (``queue_full``: the pipeline's queue; ``recorder_error``: a recorder failed a batch).
+
+The default registry is a fresh ``CollectorRegistry`` per recorder, never the
+global one, so building the app twice never raises "Duplicated timeseries".
+Passing the same registry twice reuses the metrics already registered there.
+
+Example::
+
+    from prometheus_client import make_asgi_app
+    from gracefail.recorders import PrometheusRecorder
+
+    metrics = PrometheusRecorder()
+    app.add_middleware(GracefailMiddleware, recorders=[metrics, SQLiteRecorder("gf.db")])
+    app.mount("/metrics", make_asgi_app(metrics.exposition_registry()))
+
+Multiprocess mode (gunicorn): set ``PROMETHEUS_MULTIPROC_DIR`` to an empty
+folder before the app (and prometheus_client) is imported, serve
+``exposition_registry()`` (it collects every worker's files), and call
+``prometheus_client.multiprocess.mark_process_dead(worker.pid)`` in gunicorn's
+``child_exit`` hook.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
+
+try:
+    from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+    from prometheus_client.exposition import CONTENT_TYPE_LATEST
+    from prometheus_client.multiprocess import MultiProcessCollector
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "gracefail's Prometheus recorder needs prometheus_client: install gracefail[prometheus]"
+    ) from exc
+
+from ..events import CLIENT_KINDS, ClientEvent, Event, ServerEvent
+from .labels import DROP_REASONS, UNKNOWN_ROUTE, label_method
+
+__all__ = ["DEFAULT_BUCKETS", "PrometheusRecorder", "multiprocess_dir"]
+
+DEFAULT_BUCKETS: Final = (1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
+
+
+@dataclass(frozen=True, slots=True)
+class _Metrics:
+    failures: Counter
+    probes: Counter
+    page_events: Counter
+    time_to_recovery: Histogram
+    dropped: Counter
+
+
+# Metrics already registered per registry: an injected registry shared by two
+# apps gets one set of metrics, not a "Duplicated timeseries" error.
+_registered: weakref.WeakKeyDictionary[CollectorRegistry, _Metrics] = weakref.WeakKeyDictionary()
+_registered_lock = threading.Lock()
+
+
+def _metrics(registry: CollectorRegistry, buckets: Sequence[float]) -> _Metrics:
+    with _registered_lock:
+        found = _registered.get(registry)
+        if found is not None:
+            return found
+        metrics = _Metrics(
+            failures=Counter(
+                "gracefail_failures",
+                "Failure replies (502/504) gracefail served to users' requests.",
+                ("status", "cause", "route", "method"),
+                registry=registry,
+            ),
+            probes=Counter(
+                "gracefail_probes",
+                "Failure replies to the recovery page's own probes (not new failures).",
+                ("status",),
+                registry=registry,
+            ),
+            page_events=Counter(
+                "gracefail_page_events",
+                "What recovery pages reported: shown, retry, recovered, gave_up, abandoned, ...",
+                ("event",),
+                registry=registry,
+            ),
+            time_to_recovery=Histogram(
+                "gracefail_time_to_recovery_seconds",
+                "Time from the page's navigation start to its recovery, measured by the page.",
+                buckets=tuple(buckets),
+                registry=registry,
+            ),
+            dropped=Counter(
+                "gracefail_events_dropped",
+                "Events lost before a recorder stored them (queue full or recorder error).",
+                ("reason",),
+                registry=registry,
+            ),
+        )
+        for kind in sorted(CLIENT_KINDS):
+            metrics.page_events.labels(kind)
+        for reason in DROP_REASONS:
+            metrics.dropped.labels(reason)
+        _registered[registry] = metrics
+        return metrics
+
+
+def multiprocess_dir() -> str | None:
+    """The multiprocess folder prometheus_client writes to, if that mode is on."""
+    # prometheus_client still honours the old lower-case name.
+    legacy = "prometheus_multiproc_dir"
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get(legacy)
+
+
+class PrometheusRecorder:
+    """Counts failures and page outcomes as Prometheus metrics.
+
+    Args:
+        registry: where the metrics are registered; default a new
+            ``CollectorRegistry`` for this recorder (never the global ``REGISTRY``).
+        buckets: histogram buckets (seconds) for ``gracefail_time_to_recovery_seconds``.
+    """
+
+    def __init__(
+        self,
+        registry: CollectorRegistry | None = None,
+        *,
+        buckets: Sequence[float] = DEFAULT_BUCKETS,
+    ):
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self._metrics = _metrics(self.registry, buckets)
+
+    def __repr__(self) -> str:
+        return f"PrometheusRecorder(registry at {id(self.registry):#x})"
+
+    def record(self, events: Sequence[Event]) -> None:
+        """Count a batch."""
+        metrics = self._metrics
+        for event in events:
+            if isinstance(event, ServerEvent):
+                if event.probe:
+                    metrics.probes.labels(str(event.status)).inc()
+                else:
+                    metrics.failures.labels(
+                        str(event.status),
+                        event.cause,
+                        event.route or UNKNOWN_ROUTE,
+                        label_method(event.method),
+                    ).inc()
+            elif isinstance(event, ClientEvent):
+                metrics.page_events.labels(event.kind).inc()
+                if event.kind == "recovered":
+                    metrics.time_to_recovery.observe(event.elapsed_ms / 1000.0)
+
+    def record_dropped(self, count: int, reason: str) -> None:
+        """Count events the pipeline lost (``reason``: queue_full or recorder_error)."""
+        self._metrics.dropped.labels(reason).inc(count)
+
+    def exposition_registry(self) -> CollectorRegistry:
+        """The registry to serve: this one, or in multiprocess mode one that reads every
+        worker's files."""
+        if multiprocess_dir() is None:
+            return self.registry
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # untyped upstream
+        return registry
+
+    def exposition(self) -> tuple[bytes, str]:
+        """The text exposition to serve at ``/metrics``, and its content type."""
+        return generate_latest(self.exposition_registry()), CONTENT_TYPE_LATEST
+
+    def close(self) -> None:
+        """Nothing to release (the registry outlives the recorder)."""

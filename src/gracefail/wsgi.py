@@ -1,0 +1,229 @@
+"""WSGI middleware (PEP 3333): Flask, Werkzeug, Bottle, Pyramid, or any WSGI app.
+
+The happy path wraps ``start_response`` to note the status, and hands status and
+headers to the server with the app's first non-empty chunk; from there the server
+iterates the app's body itself (never buffered). Work happens only when:
+
+* the app raises an upstream failure from its call, or while producing its body
+  before any of it was written: the page is sent instead (``start_response`` gets
+  ``exc_info`` only if the server already had the app's headers); once the body has
+  started, the exception propagates to the server untouched;
+* the app answers 502/504 to a browser navigation (or to anyone, with
+  ``replace_api_responses``): the page replaces its body, its other headers
+  (``Set-Cookie`` ...) are kept; API clients get the app's own answer;
+* a request comes to ``Config.beacon_path``: answered here, reading at most 4 KiB
+  of ``wsgi.input`` as ``CONTENT_LENGTH`` allows.
+
+The app iterable's ``close()`` is always called. Example::
+
+    from gracefail.wsgi import GracefailMiddleware
+
+    app.wsgi_app = GracefailMiddleware(app.wsgi_app, brand=Brand(name="Acme"),
+                                       status_page_url="https://status.acme.example")
+
+Plain WSGI knows no route templates: events carry ``route=None`` unless ``route`` is
+given. A second gracefail in one stack warns (``RuntimeWarning``); the outer one acts.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from ._adapters import (
+    FAILED,
+    answer_beacon,
+    claim,
+    environ_headers,
+    environ_view,
+    input_reader,
+    serve,
+    status_line,
+)
+from .classify import Failure
+from .config import Config, ConfigError, config_from
+from .core import Gracefail
+from .render import Reply
+
+__all__ = ["GracefailMiddleware"]
+
+Environ = dict[str, Any]
+Write = Callable[[bytes], object]
+StartResponse = Callable[..., Write]
+WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
+RouteOf = Callable[[Environ], str | None]
+
+
+class GracefailMiddleware:
+    """Serve gracefail's page when a WSGI app's upstream fails (see the module docs).
+
+    Args:
+        app: the WSGI app to wrap.
+        config: a :class:`gracefail.Config`; or pass its fields as keywords.
+        engine: an existing core :class:`gracefail.core.Gracefail` to share (the Flask
+            extension passes its own); exclusive with ``config`` and keywords.
+        route: ``route(environ)`` -> the route template of a failed request, for metrics.
+    """
+
+    def __init__(
+        self,
+        app: WSGIApp,
+        *,
+        config: Config | None = None,
+        engine: Gracefail | None = None,
+        route: RouteOf | None = None,
+        **options: Any,
+    ) -> None:
+        if engine is not None and (config is not None or options):
+            raise ConfigError("gracefail: pass engine= or config/options, not both")
+        self.app = app
+        self.gracefail = engine if engine is not None else Gracefail(config_from(config, options))
+        self.beacon_path = self.gracefail.beacon_path
+        self.route = route
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        if claim(environ, self.gracefail) is not self.gracefail:
+            return self.app(environ, start_response)
+        if environ.get("PATH_INFO") == self.beacon_path:
+            return self._beacon(environ, start_response)
+        call = _Call(self, environ, start_response)
+        try:
+            result = self.app(environ, call.start_response)
+        except Exception as exc:
+            page = call.page_for(exc)
+            if page is None:
+                raise
+            return page
+        if call.status is not None and not call.replacing and _finished(environ, result):
+            # A finished body or a file the server may sendfile(): nothing left that could fail.
+            call.forward()
+            return result
+        return _Body(call, result)
+
+    def _beacon(self, environ: Environ, start_response: StartResponse) -> list[bytes]:
+        reply = answer_beacon(self.gracefail, environ_view(environ), input_reader(environ))
+        return _send(start_response, reply)
+
+
+def _finished(environ: Environ, result: Iterable[bytes]) -> bool:
+    if type(result) in (list, tuple):
+        return True
+    wrapper = environ.get("wsgi.file_wrapper")
+    return isinstance(wrapper, type) and isinstance(result, wrapper)
+
+
+def _send(start_response: StartResponse, reply: Reply, exc_info: Any = None) -> list[bytes]:
+    start_response(status_line(reply.status), reply.headers, exc_info)
+    return [reply.body]
+
+
+class _Call:
+    """One request's state: the app's pending status and headers, and what was sent."""
+
+    __slots__ = (
+        "began", "environ", "headers", "label", "mw", "replacing", "sent", "server", "status", "to"
+    )  # fmt: skip
+
+    def __init__(self, mw: GracefailMiddleware, environ: Environ, server: StartResponse):
+        self.mw, self.environ, self.server = mw, environ, server
+        self.status: str | None = None
+        self.headers: list[tuple[str, str]] = []
+        self.to: Write | None = None  # the server's write(), once it has the headers
+        self.replacing = self.sent = False
+        self.label: str | None = None  # the route template, noted while the app knows it
+        self.began = time.time()
+
+    def start_response(
+        self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
+    ) -> Write:
+        if exc_info is not None and self.sent:
+            raise exc_info[1].with_traceback(exc_info[2])
+        self.status, self.headers = status, headers
+        self.replacing = status[:1] == "5" and self._replaces(status)
+        if self.mw.route is not None:
+            # Now, while the framework still knows the request's route: a body that
+            # fails later is iterated after the framework forgot it.
+            self.label = self.mw.route(self.environ)
+        if self.to is not None and not self.replacing:
+            self.to = self.server(status, headers, exc_info)
+        return self.write
+
+    def _replaces(self, status: str) -> bool:
+        if self.environ.get(FAILED) is not None:
+            return True
+        if status[:3] not in ("502", "504"):
+            return False
+        return self.mw.gracefail.replaces_app_response(environ_headers(self.environ), self.headers)
+
+    def write(self, data: bytes) -> None:
+        if self.replacing:
+            return
+        self.forward()(data)
+        if data:
+            self.sent = True
+
+    def forward(self) -> Write:
+        if self.to is None:
+            self.to = self.server(self.status, self.headers)
+        return self.to
+
+    def page_for(self, exc: BaseException) -> list[bytes] | None:
+        """The page for an upstream failure not yet visible to the client, else None."""
+        failure = None if self.sent else self.mw.gracefail.classify(exc)
+        if failure is None:
+            return None
+        return self._page(failure, [], sys.exc_info() if self.to is not None else None)
+
+    def replacement(self) -> list[bytes]:
+        """The page in place of the app's own 5xx (its other headers kept)."""
+        code = int((self.status or "502")[:3])
+        failure = self.environ.get(FAILED) or self.mw.gracefail.failure_for_status(code)
+        return self._page(failure, self.headers, None)
+
+    def _page(
+        self, failure: Failure, app_headers: list[tuple[str, str]], exc_info: Any
+    ) -> list[bytes]:
+        route = self.label
+        if route is None and self.mw.route is not None:
+            route = self.mw.route(self.environ)  # the app failed before start_response
+        view = environ_view(self.environ, route=route)
+        reply = serve(self.mw.gracefail, failure, view, app_headers=app_headers, started=self.began)
+        return _send(self.server, reply, exc_info)
+
+
+class _Body:
+    """The app's iterable, watched until its first non-empty chunk; closed exactly once."""
+
+    __slots__ = ("_call", "_result")
+
+    def __init__(self, call: _Call, result: Iterable[bytes]):
+        self._call = call
+        self._result = result
+
+    def __iter__(self) -> Iterator[bytes]:
+        call = self._call
+        first = b""
+        try:
+            iterator = iter(self._result)
+            if not call.replacing:
+                for first in iterator:
+                    if first or call.replacing:
+                        break
+        except Exception as exc:
+            page = call.page_for(exc)
+            if page is None:
+                raise
+            return iter(page)
+        if call.replacing:
+            return iter(call.replacement())
+        call.forward()
+        # From here the server iterates the app directly: no per-chunk cost.
+        return itertools.chain((first,), iterator) if first else iterator
+
+    def close(self) -> None:
+        close = getattr(self._result, "close", None)
+        if close is not None:
+            close()

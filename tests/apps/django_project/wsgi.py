@@ -1,0 +1,8 @@
+"""For gunicorn: the project under WSGI (sync views)."""
+
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.apps.django_project.settings")
+application = get_wsgi_application()

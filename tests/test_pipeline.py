@@ -1,0 +1,153 @@
+"""The queue between requests and recorders: never blocks, counts drops, survives fork()."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from gracefail.events import Event, ServerEvent
+from gracefail.pipeline import Pipeline
+from gracefail.recorders.sqlite import SQLiteRecorder
+
+
+def event(n: int) -> ServerEvent:
+    return ServerEvent(time.time(), f"e{n}", 502, "connection", "GET", "/r", "html")
+
+
+class Gate:
+    """A recorder that holds the background thread until it is opened."""
+
+    def __init__(self) -> None:
+        self.open = threading.Event()
+        self.events: list[Event] = []
+
+    def record(self, events: Sequence[Event]) -> None:
+        self.open.wait(10)
+        self.events.extend(events)
+
+    def close(self) -> None:
+        self.open.set()
+
+
+class Flaky:
+    """Fails while ``down`` is true; counts what it lost through record_dropped."""
+
+    def __init__(self) -> None:
+        self.down = True
+        self.events: list[Event] = []
+        self.dropped: list[tuple[int, str]] = []
+
+    def record(self, events: Sequence[Event]) -> None:
+        if self.down:
+            raise ConnectionError("store is down")
+        self.events.extend(events)
+
+    def record_dropped(self, count: int, reason: str) -> None:
+        self.dropped.append((count, reason))
+
+    def close(self) -> None:
+        pass
+
+
+def test_put_never_blocks_and_counts_drops() -> None:
+    gate = Gate()
+    pipeline = Pipeline([gate], maxsize=100)
+    pipeline.put(event(0))
+    time.sleep(0.3)  # the thread is now stuck in the gate with one event
+    for n in range(1, 1001):
+        pipeline.put(event(n))  # would hang here if put waited for the recorder
+    assert pipeline.dropped == 900
+    gate.open.set()
+    assert pipeline.flush(5)
+    assert len(gate.events) == 101
+    pipeline.close()
+
+
+def test_thread_starts_lazily_and_close_flushes() -> None:
+    gate = Gate()
+    gate.open.set()
+    pipeline = Pipeline([gate], maxsize=10)
+    assert pipeline._thread is None
+    pipeline.put(event(1))
+    assert pipeline._thread is not None
+    assert pipeline._thread.is_alive()
+    pipeline.close()
+    assert [e.incident for e in gate.events] == ["e1"]  # type: ignore[union-attr]
+    assert pipeline._thread is not None
+    assert not pipeline._thread.is_alive()
+    pipeline.put(event(2))
+    assert pipeline.dropped == 1, "after close, events are dropped and counted"
+
+
+def test_a_failing_recorder_is_logged_once_and_does_not_starve_others(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    flaky, gate = Flaky(), Gate()
+    gate.open.set()
+    pipeline = Pipeline([flaky, gate], maxsize=1000)
+    caplog.set_level(logging.INFO, logger="gracefail")
+    for n in range(3):
+        pipeline.put(event(n))
+        pipeline.flush()
+    assert pipeline.failed_events == 3
+    assert len(gate.events) == 3
+    flaky.down = False
+    pipeline.put(event(3))
+    pipeline.flush()
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("failed; its events are dropped" in m for m in messages) == 1
+    assert sum("recovered; 3 events were dropped meanwhile" in m for m in messages) == 1
+    assert flaky.dropped == [(1, "recorder_error")] * 3
+    pipeline.close()
+
+
+def test_fork_child_starts_its_own_thread_and_not_the_parents_events(tmp_path: Path) -> None:
+    store = tmp_path / "fork.db"
+    gate = Gate()
+    pipeline = Pipeline([SQLiteRecorder(store), gate], maxsize=1000)
+    pipeline.put(event(0))
+    time.sleep(0.3)  # the parent's thread is stuck in the gate...
+    pipeline.put(event(1))  # ...so this one is still queued when we fork
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork() with threads (3.12+)
+        pid = os.fork()
+    if pid == 0:  # the child: exits without returning to pytest
+        code = 1
+        try:
+            gate.open.set()
+            fresh = pipeline._thread is None and len(pipeline._queue) == 0
+            pipeline.put(event(100))
+            started = pipeline._thread is not None and pipeline._thread.is_alive()
+            pipeline.flush()
+            code = 0 if fresh and started else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    gate.open.set()
+    pipeline.close()
+    with sqlite3.connect(store) as conn:
+        rows = sorted(r[0] for r in conn.execute("SELECT incident FROM gracefail_failures"))
+    assert rows == ["e0", "e1", "e100"], "each event once: e1 by the parent, e100 by the child"
+
+
+def test_close_does_not_hang_on_a_stuck_recorder(caplog: pytest.LogCaptureFixture) -> None:
+    gate = Gate()
+    pipeline = Pipeline([gate], maxsize=100)
+    pipeline.put(event(0))
+    time.sleep(0.3)  # the thread is stuck in the gate
+    pipeline.put(event(1))
+    start = time.monotonic()
+    pipeline.close(timeout=0.2)
+    assert time.monotonic() - start < 2
+    assert pipeline.dropped == 1
+    assert "still busy at shutdown; 1 queued events dropped" in caplog.text
+    gate.open.set()
