@@ -12,7 +12,7 @@ import click
 
 from ._version import __version__
 from .classify import Failure
-from .config import LOCALES, Brand, Config, ConfigError
+from .config import LOCALES, Brand, Config, ConfigError, RetryPolicy
 from .render import PAGE_BUDGET, Renderer
 
 __all__ = ["main"]
@@ -158,6 +158,36 @@ def check(template_dir: str | None) -> None:
     click.echo(json.dumps({"variants": len(renderer.pages), "over_budget": problems}))
     if problems:
         raise SystemExit(1)
+
+
+@main.command()
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="Folder to write.")
+@click.option("--force", is_flag=True, help="Overwrite files that exist.")
+@click.option("--template-dir", type=click.Path(file_okay=False, exists=True), default=None)
+@click.option("--brand", default="This site", show_default=True, help="Brand name on the page.")
+@click.option("--color", default="#2563eb", show_default=True, help="Brand accent colour.")
+@click.option("--status-page", default=None, help="Status page URL to link.")
+@click.option("--retry-after", type=int, default=5, show_default=True, help="Seconds.")
+def export(
+    out: str,
+    force: bool,
+    template_dir: str | None,
+    brand: str,
+    color: str,
+    status_page: str | None,
+    retry_after: int,
+) -> None:
+    """Write static 502/504 pages (and csp.conf) for a proxy to serve when the app is down."""
+    from .export import ExportError, export_pages
+
+    try:
+        config = _preview_config(template_dir, brand, color, status_page).replace(
+            retry=RetryPolicy(retry_after=retry_after)
+        )
+        result = export_pages(config, Path(out), force=force)
+    except (ExportError, ConfigError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"wrote {len(result.files)} files to {out}; see docs/nginx.md")
 
 
 def _dummy_values(slots: frozenset[str]) -> dict[str, str]:
