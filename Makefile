@@ -12,7 +12,7 @@ $(PY):
 
 # Reinstall when the dependencies change.
 $(VENV)/.installed-demo: pyproject.toml | $(PY)
-	$(PIP) install -q -e ".[fastapi,starlette]" uvicorn httpx python-multipart
+	$(PIP) install -q -e ".[fastapi,starlette,flask,django]" uvicorn httpx requests python-multipart
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(PY)
@@ -25,23 +25,37 @@ system-deps:
 	  missing=""; \
 	  [ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	  [ -x /usr/sbin/nginx ] || missing="$$missing nginx-light"; \
+	  command -v npm >/dev/null || missing="$$missing npm"; \
 	  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	  if [ -n "$$missing" ]; then \
 	    echo "installing:$$missing"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  fi; \
 	else \
-	  echo "not root: skipping apt-get (install chromium, nginx-light and postgresql yourself)"; \
+	  echo "not root: skipping apt-get (install chromium, nginx-light, postgresql and npm yourself)"; \
 	fi
 
 demo: $(VENV)/.installed-demo
 	$(PY) example_apps/run_demo.py --framework $${FRAMEWORK:-fastapi} --port $${PORT:-8000}
 
+# axe-core for the browser suite's accessibility tests, from the npm registry (git-ignored).
+AXE := tests/browser/.node/node_modules/axe-core/axe.min.js
+$(AXE):
+	@if command -v npm >/dev/null; then \
+	  npm install --prefix tests/browser/.node --no-audit --no-fund --silent axe-core@4; \
+	else \
+	  echo "npm not found: the accessibility tests will be skipped (CI fails them)"; \
+	fi
+
 # The whole suite, then the framework version matrix (noxfile.py: lowest and latest
 # Django, Flask, Starlette and FastAPI, each in its own uv-built virtualenv).
-test: system-deps $(VENV)/.installed-test
+test: system-deps $(VENV)/.installed-test $(AXE)
 	$(PY) -m pytest
 	$(PY) -m nox
+
+# PNGs of the page (desktop and mobile, 502 and 504, Spanish, dark) for README.md and docs/.
+screenshots: system-deps $(VENV)/.installed-test
+	$(PY) -m tests.browser.screenshots
 
 # Overhead, end-to-end and retry-herd benchmarks -> docs/performance.md (method:
 # benchmarks/README.md). As root, installs Debian's wrk if missing. Takes under 15 minutes.

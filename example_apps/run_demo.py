@@ -14,7 +14,13 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-FRAMEWORKS = {"fastapi": "fastapi_app:app", "starlette": "starlette_app:app"}
+FRAMEWORKS = {
+    "fastapi": "fastapi_app:app",
+    "starlette": "starlette_app:app",
+    "flask": "flask_app:app",
+    "django": "django_app:application",
+}
+WSGI = {"flask"}
 
 
 async def serve(framework: str, port: int) -> None:
@@ -28,12 +34,28 @@ async def serve(framework: str, port: int) -> None:
     servers = [
         uvicorn.Server(
             uvicorn.Config(upstream, host="127.0.0.1", port=port + 1, log_level="warning")
-        ),
-        uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="info")),
+        )
     ]
+    if framework in WSGI:
+        serve_wsgi(app, port)
+    else:
+        servers.append(uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port)))
     print(f"gracefail demo ({framework}): open http://127.0.0.1:{port}/", flush=True)
     print(f"  the upstream on :{port + 1} is down or slow 12 s out of every 30 s", flush=True)
     await asyncio.gather(*(server.serve() for server in servers))
+
+
+def serve_wsgi(app: object, port: int) -> None:
+    """A WSGI app on a threaded wsgiref server (fine for a demo; use gunicorn in production)."""
+    import socketserver
+    import threading
+    from wsgiref.simple_server import WSGIServer, make_server
+
+    class ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
+        daemon_threads = True
+
+    server = make_server("127.0.0.1", port, app, server_class=ThreadingWSGIServer)  # type: ignore[arg-type]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
 
 
 def main(argv: list[str] | None = None) -> None:

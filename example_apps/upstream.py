@@ -44,7 +44,8 @@ class FlappingUpstream:
             return
         state = self.state()
         if state == "slow":
-            await asyncio.sleep(30)
+            # Longer than the demo apps wait (2 s), short enough not to hold up a shutdown.
+            await asyncio.sleep(4)
         if state != "up":
             await self._json(send, 503, {"error": "upstream unavailable"})
             return

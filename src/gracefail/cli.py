@@ -126,7 +126,9 @@ def preview(
 
 
 @main.command()
-@click.option("--framework", type=click.Choice(["fastapi", "starlette"]), default="fastapi")
+@click.option(
+    "--framework", type=click.Choice(["fastapi", "starlette", "flask", "django"]), default="fastapi"
+)
 @click.option("--port", type=int, default=8000, show_default=True)
 def demo(framework: str, port: int) -> None:
     """Run a demo app in front of a flapping upstream on 127.0.0.1."""
