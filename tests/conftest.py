@@ -94,6 +94,18 @@ def start_server(
     return proc
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _event_store_outside_the_checkout(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Apps built with the default store write here, not to ./gracefail.sqlite3."""
+    previous = os.environ.get("GRACEFAIL_DB")
+    os.environ["GRACEFAIL_DB"] = str(tmp_path_factory.mktemp("store") / "events.sqlite3")
+    yield
+    if previous is None:
+        os.environ.pop("GRACEFAIL_DB", None)
+    else:
+        os.environ["GRACEFAIL_DB"] = previous
+
+
 @pytest.fixture
 def port() -> int:
     return free_port()

@@ -1,6 +1,6 @@
 """`gracefail report` over a real SQLite store: numbers, window, route filter, formats, errors.
 
-The same history runs against PostgreSQL in tests/recorders/test_postgres.py.
+The same history runs against PostgreSQL in tests/recorders/test_store_postgres.py.
 """
 
 from __future__ import annotations
