@@ -53,7 +53,7 @@ def test_brand_and_retry_defaults() -> None:
     brand = Brand()
     assert (brand.name, brand.logo, brand.color) == ("This site", None, "#2563eb")
     retry = RetryPolicy()
-    assert (retry.retry_after, retry.base, retry.cap, retry.give_up_after) == (5, 2.0, 60.0, 600.0)
+    assert (retry.retry_after, retry.base, retry.cap, retry.give_up_after) == (5, 4.0, 62.0, 1800.0)
 
 
 def test_environment_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -441,23 +441,27 @@ def test_replace_revalidates() -> None:
 # --------------------------------------------------------------------------- delay_bounds
 
 
+# Explicit numbers, so these rows test the formula rather than the defaults.
+FORMULA = RetryPolicy(retry_after=5, base=2.0, cap=60.0, give_up_after=600.0)
+
+
 @pytest.mark.parametrize(
     ("policy", "attempt", "bounds"),
     [
-        pytest.param(RetryPolicy(), 0, (5.0, 7.0), id="default-first"),
-        pytest.param(RetryPolicy(), 1, (0.0, 4.0), id="default-1"),
-        pytest.param(RetryPolicy(), 2, (0.0, 8.0), id="default-2"),
-        pytest.param(RetryPolicy(), 4, (0.0, 32.0), id="default-4"),
-        pytest.param(RetryPolicy(), 5, (0.0, 60.0), id="default-5-capped"),
-        pytest.param(RetryPolicy(), 6, (0.0, 60.0), id="default-6-capped"),
+        pytest.param(FORMULA, 0, (5.0, 7.0), id="default-first"),
+        pytest.param(FORMULA, 1, (0.0, 4.0), id="default-1"),
+        pytest.param(FORMULA, 2, (0.0, 8.0), id="default-2"),
+        pytest.param(FORMULA, 4, (0.0, 32.0), id="default-4"),
+        pytest.param(FORMULA, 5, (0.0, 60.0), id="default-5-capped"),
+        pytest.param(FORMULA, 6, (0.0, 60.0), id="default-6-capped"),
         pytest.param(RetryPolicy(retry_after=0, base=1, cap=10), 0, (0.0, 1.0), id="zero-after"),
         pytest.param(RetryPolicy(retry_after=0, base=1, cap=10), 3, (0.0, 8.0), id="small-3"),
         pytest.param(RetryPolicy(retry_after=0, base=1, cap=10), 4, (0.0, 10.0), id="small-cap"),
         pytest.param(
             RetryPolicy(retry_after=30, base=0.5, cap=0.5), 0, (30.0, 30.5), id="after-30"
         ),
-        pytest.param(RetryPolicy(), 1024, (0.0, 60.0), id="n-1024"),
-        pytest.param(RetryPolicy(), 10**12, (0.0, 60.0), id="n-huge"),
+        pytest.param(FORMULA, 1024, (0.0, 60.0), id="n-1024"),
+        pytest.param(FORMULA, 10**12, (0.0, 60.0), id="n-huge"),
         pytest.param(RetryPolicy(cap=1e300, base=1.0), 10**6, (0.0, 2.0**60), id="cap-huge"),
     ],
 )
@@ -476,7 +480,7 @@ def test_delay_bounds_never_exceed_cap_and_grow() -> None:
 
 
 def test_to_script() -> None:
-    assert RetryPolicy().to_script() == {"after": 5, "base": 2.0, "cap": 60.0, "giveUpAfter": 600.0}
+    assert FORMULA.to_script() == {"after": 5, "base": 2.0, "cap": 60.0, "giveUpAfter": 600.0}
 
 
 # --------------------------------------------------------------------------- logo

@@ -140,15 +140,7 @@ def serve(
 ) -> Reply:
     """The core's reply for ``failure``, logged once with its incident id."""
     reply = engine.respond(failure, view, app_headers=app_headers, started=started)
-    log.warning(
-        "gracefail: %s %s failed upstream (%s, %s); served %d, incident %s",
-        view.method,
-        view.path,
-        failure.cause,
-        failure.error_type,
-        reply.status,
-        dict(reply.headers).get("x-gracefail-incident"),
-    )
+    engine.log_failure(view.method, view.path, failure, reply)
     return reply
 
 

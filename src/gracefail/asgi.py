@@ -49,6 +49,70 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 _SCOPE_KEY = "gracefail"
 
 
+class _Exchange:
+    """One request's response state. ``send`` is a plain function that returns the
+    server's own awaitable once the response has started: no coroutine per chunk."""
+
+    __slots__ = ("began", "deadline", "downstream", "held", "mw", "replacing", "scope", "started")
+
+    def __init__(self, mw: GracefailMiddleware, scope: Scope, downstream: Send) -> None:
+        self.mw = mw
+        self.scope = scope
+        self.downstream = downstream
+        self.started = False
+        self.held: list[Message] | None = None
+        self.replacing = 0
+        self.deadline: asyncio.Timeout | None = None
+        self.began = time.time()
+
+    def send(self, message: Message) -> Awaitable[None]:
+        if self.started:
+            return self.downstream(message)
+        return self._before_start(message)
+
+    async def _before_start(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.start":
+            if self.deadline is not None:
+                self.deadline.reschedule(None)
+            status = message["status"]
+            if status == 500:
+                self.held = [message]
+                return
+            if (status == 502 or status == 504) and self.mw.gracefail.replaces_app_response(
+                _headers(self.scope), _decoded(message.get("headers", ()))
+            ):
+                self.held, self.replacing = [message], status
+                return
+            self.started = True
+            await self.downstream(message)
+            return
+        if self.held is not None and kind == "http.response.body":
+            if self.replacing:
+                if not message.get("more_body", False):
+                    await self.finish()
+                return
+            self.held.append(message)
+            if message.get("more_body", False):
+                # A streamed 500 is the app's real answer: let it flow.
+                await self.finish()
+            return
+        await self.downstream(message)
+
+    async def finish(self) -> None:
+        """Send what was held: the page in place of an app's 502/504, or the held 500."""
+        held, self.held, self.started = self.held or [], None, True
+        if self.replacing:
+            await self.mw._replace(self.scope, self.downstream, held[0], self.began)
+            return
+        for message in held:
+            await self.downstream(message)
+
+
+def _decoded(raw: Any) -> list[tuple[str, str]]:
+    return [(n.decode("latin-1"), v.decode("latin-1")) for n, v in raw]
+
+
 def _headers(scope: Scope) -> dict[str, str]:
     headers: dict[str, str] = {}
     for raw_name, raw_value in scope.get("headers", ()):
@@ -56,10 +120,6 @@ def _headers(scope: Scope) -> dict[str, str]:
         value = raw_value.decode("latin-1")
         headers[name] = f"{headers[name]}, {value}" if name in headers else value
     return headers
-
-
-def _decoded(raw: Any) -> list[tuple[str, str]]:
-    return [(n.decode("latin-1"), v.decode("latin-1")) for n, v in raw]
 
 
 def request_view(scope: Scope) -> RequestView:
@@ -125,93 +185,38 @@ class GracefailMiddleware:
         if scope["path"] == self.beacon_path:
             await self._beacon(scope, receive, send)
             return
-        await self._call(scope, receive, send)
-
-    async def _call(self, scope: Scope, receive: Receive, send: Send) -> None:
-        started = False
-        held: list[Message] | None = None
-        replacing = 0
-        deadline: asyncio.Timeout | None = None
-        began = time.time()
-        gracefail = self.gracefail
-
-        async def release() -> None:
-            nonlocal started, held
-            messages, held, started = held or [], None, True
-            for message in messages:
-                await send(message)
-
-        async def guarded_send(message: Message) -> None:
-            nonlocal started, held, replacing
-            if started:
-                await send(message)
-                return
-            kind = message["type"]
-            if kind == "http.response.start":
-                if deadline is not None:
-                    deadline.reschedule(None)
-                status = message["status"]
-                if status == 500:
-                    held = [message]
-                    return
-                if (status == 502 or status == 504) and gracefail.replaces_app_response(
-                    _headers(scope), _decoded(message.get("headers", ()))
-                ):
-                    held, replacing = [message], status
-                    return
-                started = True
-                await send(message)
-                return
-            if held is not None and kind == "http.response.body":
-                if replacing:
-                    if not message.get("more_body", False):
-                        await self._replace(scope, send, held[0], began)
-                        held, started = None, True
-                    return
-                held.append(message)
-                if message.get("more_body", False):
-                    # A streamed 500 is the app's real answer: let it flow.
-                    await release()
-                return
-            await send(message)
-
+        exchange = _Exchange(self, scope, send)
         try:
             if self.timeout is None:
-                await self.app(scope, receive, guarded_send)
+                await self.app(scope, receive, exchange.send)
             else:
-                async with asyncio.timeout(self.timeout) as deadline:
-                    await self.app(scope, receive, guarded_send)
+                async with asyncio.timeout(self.timeout) as exchange.deadline:
+                    await self.app(scope, receive, exchange.send)
         except Exception as exc:
-            if started:
-                raise
-            failure: Failure | None
-            if deadline is not None and deadline.expired():
-                failure = gracefail.classifier.app_timeout()
-            else:
-                failure = gracefail.classify(exc)
-            if failure is None:
-                if replacing and held is not None:
-                    await self._replace(scope, send, held[0], began)
-                elif held is not None:
-                    await release()
-                raise
-            reply = gracefail.respond(failure, request_view(scope), started=began)
-            log.warning(
-                "gracefail: %s %s failed upstream (%s, %s); served %d, incident %s",
-                scope.get("method"),
-                scope.get("path"),
-                failure.cause,
-                failure.error_type,
-                failure.status,
-                dict(reply.headers).get("x-gracefail-incident"),
-            )
-            await send_reply(send, reply)
+            await self._failed(exchange, exc)
             return
-        if held is not None:
-            if replacing:
-                await self._replace(scope, send, held[0], began)
-            else:
-                await release()
+        if exchange.held is not None:
+            await exchange.finish()
+
+    async def _failed(self, exchange: _Exchange, exc: Exception) -> None:
+        """The app raised: send the page for an upstream failure, else re-raise ``exc``."""
+        if exchange.started:
+            raise exc
+        gracefail = self.gracefail
+        deadline = exchange.deadline
+        failure: Failure | None
+        if deadline is not None and deadline.expired():
+            failure = gracefail.classifier.app_timeout()
+        else:
+            failure = gracefail.classify(exc)
+        if failure is None:
+            if exchange.held is not None:
+                await exchange.finish()
+            raise exc
+        scope = exchange.scope
+        reply = gracefail.respond(failure, request_view(scope), started=exchange.began)
+        gracefail.log_failure(scope.get("method"), scope.get("path"), failure, reply)
+        await send_reply(exchange.downstream, reply)
 
     async def _replace(self, scope: Scope, send: Send, start: Message, began: float) -> None:
         """Send the page in place of the app's own 502/504, keeping its other headers."""

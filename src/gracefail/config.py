@@ -149,10 +149,13 @@ class RetryPolicy:
     these numbers and applies :meth:`delay_bounds`' formula; this is its only copy.
     """
 
+    # Chosen by benchmarks/herd.py (docs/performance.md): with 10,000 pages failing in
+    # the same second, at most ~5% come back in any one second, under 2 probes per page
+    # per minute, and median/p90 recovery lag of about 18 s / 43 s for outages up to 10 min.
     retry_after: int = 5
-    base: float = 2.0
-    cap: float = 60.0
-    give_up_after: float = 600.0
+    base: float = 4.0
+    cap: float = 62.0
+    give_up_after: float = 1800.0
 
     def __post_init__(self) -> None:
         if (

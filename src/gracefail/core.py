@@ -85,6 +85,9 @@ class Gracefail:
         self.guard = BeaconGuard()
         self.beacon_path = config.beacon_path
         self._retry_after = str(config.retry.retry_after)
+        self._locales: dict[str | None, str] = {}
+        self._log_next = 0.0
+        self._log_quiet = 0
 
     # -- failures ---------------------------------------------------------------
 
@@ -132,9 +135,12 @@ class Gracefail:
     ) -> Reply:
         headers = view.headers
         kind = negotiate_kind(headers)
-        locale = negotiate_locale(
-            headers.get("accept-language"), LOCALES, self.config.default_locale
-        )
+        language = headers.get("accept-language")
+        locale = self._locales.get(language)
+        if locale is None:
+            locale = negotiate_locale(language, LOCALES, self.config.default_locale)
+            if len(self._locales) < 1024:
+                self._locales[language] = locale
         safe = view.method in SAFE_METHODS
         incident = incident_from_request_id(headers.get("x-request-id"))
         token = self.signer.sign(incident, failure.status)
@@ -172,6 +178,24 @@ class Gracefail:
             )
         )
         return Reply(failure.status, reply_headers, b"" if view.method == "HEAD" else body)
+
+    def log_failure(self, method: object, path: object, failure: Failure, reply: Reply) -> None:
+        """One WARNING line per second at most; the lines left out are counted in the next."""
+        now = time.monotonic()
+        if now < self._log_next:
+            self._log_quiet += 1
+            return
+        quiet, self._log_quiet, self._log_next = self._log_quiet, 0, now + 1.0
+        log.warning(
+            "gracefail: %s %s failed upstream (%s, %s); served %d, incident %s%s",
+            method,
+            path,
+            failure.cause,
+            failure.error_type,
+            reply.status,
+            next((v for n, v in reply.headers if n == "x-gracefail-incident"), None),
+            f" (and {quiet} more failures since the last line)" if quiet else "",
+        )
 
     def _minimal(self, status: int, method: str) -> Reply:
         body = MINIMAL_PAGE.encode()

@@ -67,16 +67,26 @@ class Reply:
 class Slotted:
     """Text with placeholders, split once so filling it is a join."""
 
-    __slots__ = ("_parts", "_slots")
+    __slots__ = ("_bparts", "_parts", "_slots")
 
     def __init__(self, text: str):
         pieces = _SLOT.split(text)
         self._parts = pieces[0::2]
         self._slots = pieces[1::2]
+        self._bparts = [part.encode() for part in self._parts]
 
     @property
     def slots(self) -> frozenset[str]:
         return frozenset(self._slots)
+
+    def fill_bytes(self, values: Mapping[str, str]) -> bytes:
+        """``fill(values).encode()``, without encoding the constant parts again."""
+        parts = self._bparts
+        out = [parts[0]]
+        for index, slot in enumerate(self._slots, 1):
+            out.append(values[slot].encode())
+            out.append(parts[index])
+        return b"".join(out)
 
     def fill(self, values: Mapping[str, str]) -> str:
         parts = self._parts
@@ -339,12 +349,11 @@ class Renderer:
                 _URL_JSON: escape_json_string(url),
                 _DETAIL: html.escape(detail),
             }
-            text = page.text.fill(values)
-            return text.encode(), "text/html; charset=utf-8", page.csp
+            return page.text.fill_bytes(values), "text/html; charset=utf-8", page.csp
         if kind == "json":
             values = {_INCIDENT: incident, _DETAIL: escape_json_string(detail)}
-            text = self._problems[status, locale, safe].fill(values)
-            return text.encode(), "application/problem+json", None
+            body = self._problems[status, locale, safe].fill_bytes(values)
+            return body, "application/problem+json", None
         values = {_INCIDENT: incident, _DETAIL: detail.replace("\n", " ")}
-        text = self._texts[status, locale, safe].fill(values)
-        return text.encode(), "text/plain; charset=utf-8", None
+        body = self._texts[status, locale, safe].fill_bytes(values)
+        return body, "text/plain; charset=utf-8", None

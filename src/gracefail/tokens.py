@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import logging
+import os
 import re
 import secrets
 import time
@@ -20,9 +20,28 @@ _REQUEST_ID: Final = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _TOKEN: Final = re.compile(r"([0-9a-f]{1,12})~([A-Za-z0-9._-]{1,64})~(50[24])~([A-Za-z0-9_-]{22})")
 
 
+_POOL: list[str] = []
+
+
+def _refill() -> None:
+    raw = base64.urlsafe_b64encode(secrets.token_bytes(12 * 256)).decode()
+    _POOL.extend(raw[i : i + 16] for i in range(0, len(raw), 16))
+
+
 def new_incident() -> str:
-    """A fresh incident id: 16 URL-safe characters."""
-    return secrets.token_urlsafe(12)
+    """A fresh incident id: 16 URL-safe characters (12 random bytes).
+
+    Drawn from a pool filled 256 at a time: one getrandom() call per 256 failures
+    instead of one per failure. A forked child starts with an empty pool.
+    """
+    try:
+        return _POOL.pop()
+    except IndexError:
+        _refill()
+        return _POOL.pop()
+
+
+os.register_at_fork(after_in_child=_POOL.clear)
 
 
 def incident_from_request_id(value: str | None) -> str:
@@ -60,7 +79,7 @@ class TokenSigner:
         self._ttl = ttl
 
     def _mac(self, message: str) -> str:
-        digest = hmac.new(self._key, message.encode(), hashlib.sha256).digest()[:16]
+        digest = hmac.digest(self._key, message.encode(), "sha256")[:16]
         return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
     def sign(self, incident: str, status: int, now: float | None = None) -> str:

@@ -163,7 +163,8 @@ if (cfg.safe) {
 say(T.js_back);
 if (b && !sb(b)) { post(b); }
 flush(true);
-location.replace(here);
+// replace() to a URL with a #fragment would only scroll: reload keeps both the entry and the fragment.
+if (location.hash) { location.reload(); } else { location.replace(here); }
 return;
 }
 say(T.js_service_back);
