@@ -251,9 +251,9 @@ class Renderer:
             brand=config.brand,
             status_page_url=config.status_page_url,
             incident=_INCIDENT,
-            retry_url=Markup(  # noqa: S704 - placeholder or escaped config URL
-                _URL_ATTR if safe else html.escape(config.health_url)
-            ),
+            # After a failed POST the link leads to the site, never back into the form's
+            # target or to a health endpoint's JSON.
+            retry_url=Markup(_URL_ATTR if safe else "/"),  # noqa: S704 - placeholder or "/"
             css=Markup(self.css),  # noqa: S704 - our own asset / JSON escaped for <script>
             js=Markup(self.js),  # noqa: S704 - our own asset / JSON escaped for <script>
             config_json=Markup(config_json),  # noqa: S704 - our own asset / JSON escaped for <script>

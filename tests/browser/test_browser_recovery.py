@@ -362,7 +362,7 @@ def test_post_is_never_resubmitted(app: App, upstream: Upstream, tabs: TabFactor
     assert tab.text("#gf-live") == EN["js_service_back"]
     assert tab.page.is_visible("#gf-back")
     assert tab.page.is_visible("#gf-link")
-    assert tab.page.get_attribute("#gf-link", "href") == DEFAULT_OPTIONS["health_url"]
+    assert tab.page.get_attribute("#gf-link", "href") == "/", "the site, not the health endpoint"
     assert tab.page.is_hidden("#gf-retry")
     assert tab.page.url == app.url(f"/{key}/submit"), "the page stays; it does not reload"
     assert first_outcome(app, incident)["kind"] == "recovered"
