@@ -15,11 +15,7 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
-import os
-import threading
 import time
-from collections.abc import Sequence
 from typing import Any, Final
 
 try:
@@ -29,7 +25,6 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "gracefail's PostgreSQL store needs psycopg 3: install gracefail[postgres]"
     ) from exc
 
-from ..events import Event
 from .store import (
     FAILURE_COLUMNS,
     FAILURES,
@@ -37,12 +32,9 @@ from .store import (
     PAGE_EVENTS,
     SCHEMA_TABLE,
     SCHEMA_TABLE_DDL,
-    Backoff,
-    StoreError,
+    ConnectedRecorder,
     StoreTarget,
-    StoreUnavailable,
     pending,
-    split_rows,
 )
 
 __all__ = ["PostgresRecorder", "migrate_postgres"]
@@ -70,7 +62,7 @@ def migrate_postgres(conn: psycopg.Connection[Any], where: str) -> None:
             )
 
 
-class PostgresRecorder:
+class PostgresRecorder(ConnectedRecorder["psycopg.Connection[Any]"]):
     """Stores events in PostgreSQL.
 
     Args:
@@ -88,28 +80,21 @@ class PostgresRecorder:
         retry_first: float = 0.5,
         retry_cap: float = 30.0,
     ):
+        super().__init__(retry_first, retry_cap)
         self.dsn = dsn
         self.connect_timeout = connect_timeout
         self._where = StoreTarget("postgresql", dsn).describe()
-        self._backoff = Backoff(retry_first, retry_cap)
-        self._conn: psycopg.Connection[Any] | None = None
-        self._pid = os.getpid()
-        self._lock = threading.Lock()
-        # A connection inherited through fork() shares its socket with the parent:
-        # closing it here would end the parent's session, so it is only kept.
-        self._inherited: list[psycopg.Connection[Any]] = []
+        self.where = f"PostgreSQL {self._where}"
 
     def __repr__(self) -> str:
         return f"PostgresRecorder({self._where!r})"
 
-    def _connect(self) -> psycopg.Connection[Any]:
-        if self._pid != os.getpid():
-            if self._conn is not None:
-                self._inherited.append(self._conn)
-            self._conn, self._pid = None, os.getpid()
-            self._backoff.succeeded()
-        if self._conn is not None and not self._conn.closed:
-            return self._conn
+    errors = (psycopg.Error,)
+
+    def _usable(self, conn: psycopg.Connection[Any]) -> bool:
+        return not conn.closed
+
+    def _open(self) -> psycopg.Connection[Any]:
         conn = psycopg.connect(
             self.dsn,
             autocommit=True,
@@ -121,48 +106,23 @@ class PostgresRecorder:
         except BaseException:
             conn.close()
             raise
-        self._conn = conn
         return conn
 
-    def record(self, events: Sequence[Event]) -> None:
-        """COPY a batch in one transaction; raises StoreUnavailable if it was dropped."""
-        failures, pages = split_rows(events)
-        if not failures and not pages:
-            return
-        with self._lock:
-            if not self._backoff.ready() and self._pid == os.getpid():
-                raise StoreUnavailable(
-                    f"gracefail: PostgreSQL {self._where} is unavailable; retrying later"
-                )
-            try:
-                conn = self._connect()
-                with conn.transaction(), conn.cursor() as cur:
-                    if failures:
-                        with cur.copy(_COPY_FAILURES) as copy:
-                            for row in failures:
-                                copy.write_row(row)
-                    if pages:
-                        with cur.copy(_COPY_PAGES) as copy:
-                            for row in pages:
-                                copy.write_row(row)
-            except (psycopg.Error, StoreError) as exc:
-                self._drop_connection()
-                wait = self._backoff.failed()
-                raise StoreUnavailable(
-                    f"gracefail: could not write to PostgreSQL {self._where} "
-                    f"({type(exc).__name__}: {str(exc).strip()[:200]}); "
-                    f"next attempt in {wait:.1f} s"
-                ) from exc
-            self._backoff.succeeded()
+    def _write(
+        self,
+        conn: psycopg.Connection[Any],
+        failures: list[tuple[object, ...]],
+        pages: list[tuple[object, ...]],
+    ) -> None:
+        with conn.transaction(), conn.cursor() as cur:
+            if failures:
+                with cur.copy(_COPY_FAILURES) as copy:
+                    for row in failures:
+                        copy.write_row(row)
+            if pages:
+                with cur.copy(_COPY_PAGES) as copy:
+                    for row in pages:
+                        copy.write_row(row)
 
-    def _drop_connection(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            with contextlib.suppress(psycopg.Error):
-                conn.close()
-
-    def close(self) -> None:
-        """Close this process's connection."""
-        with self._lock:
-            if self._pid == os.getpid():
-                self._drop_connection()
+    def _close(self, conn: psycopg.Connection[Any]) -> None:
+        conn.close()

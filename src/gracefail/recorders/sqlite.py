@@ -15,17 +15,14 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import sqlite3
-import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
 
-from ..events import Event
 from .store import (
     FAILURE_COLUMNS,
     FAILURES,
@@ -34,11 +31,9 @@ from .store import (
     SCHEMA_TABLE,
     SCHEMA_TABLE_DDL,
     SCHEMA_VERSION,
-    Backoff,
+    ConnectedRecorder,
     StoreError,
-    StoreUnavailable,
     pending,
-    split_rows,
 )
 
 __all__ = ["SQLiteRecorder", "migrate_sqlite"]
@@ -105,7 +100,7 @@ def migrate_sqlite(conn: sqlite3.Connection, where: str) -> int:
     return SCHEMA_VERSION
 
 
-class SQLiteRecorder:
+class SQLiteRecorder(ConnectedRecorder[sqlite3.Connection]):
     """Stores events in a SQLite file (WAL, batched, schema migrated on first use).
 
     Args:
@@ -126,27 +121,18 @@ class SQLiteRecorder:
         retry_first: float = 0.5,
         retry_cap: float = 10.0,
     ):
+        super().__init__(retry_first, retry_cap)
         self.path = os.fspath(path)
+        self.where = self.path
         self.busy_timeout = busy_timeout
         self.pragmas = dict(pragmas or {})
-        self._backoff = Backoff(retry_first, retry_cap)
-        self._conn: sqlite3.Connection | None = None
-        self._pid = os.getpid()
-        self._lock = threading.Lock()
-        # Connections inherited through fork(): never used nor closed in the child.
-        self._inherited: list[sqlite3.Connection] = []
 
     def __repr__(self) -> str:
         return f"SQLiteRecorder({self.path!r})"
 
-    def _connect(self) -> sqlite3.Connection:
-        if self._pid != os.getpid():
-            if self._conn is not None:
-                self._inherited.append(self._conn)
-            self._conn, self._pid = None, os.getpid()
-            self._backoff.succeeded()
-        if self._conn is not None:
-            return self._conn
+    errors = (sqlite3.Error, OSError)
+
+    def _open(self) -> sqlite3.Connection:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(
             self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
@@ -163,7 +149,6 @@ class SQLiteRecorder:
         except BaseException:
             conn.close()
             raise
-        self._conn = conn
         return conn
 
     def _wal(self, conn: sqlite3.Connection) -> None:
@@ -182,44 +167,23 @@ class SQLiteRecorder:
                 raise StoreError(f"gracefail: {self.path} cannot use WAL (journal mode {mode})")
             return
 
-    def record(self, events: Sequence[Event]) -> None:
-        """Insert a batch in one transaction; raises StoreUnavailable if it was dropped."""
-        failures, pages = split_rows(events)
-        if not failures and not pages:
-            return
-        with self._lock:
-            if not self._backoff.ready() and self._pid == os.getpid():
-                raise StoreUnavailable(f"gracefail: {self.path} is unavailable; retrying later")
-            try:
-                conn = self._connect()
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    if failures:
-                        _insert_rows(conn, FAILURES, FAILURE_COLUMNS, failures)
-                    if pages:
-                        _insert_rows(conn, PAGE_EVENTS, PAGE_COLUMNS, pages)
-                    conn.execute("COMMIT")
-                except BaseException:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    raise
-            except (sqlite3.Error, OSError, StoreError) as exc:
-                self._drop_connection()
-                wait = self._backoff.failed()
-                raise StoreUnavailable(
-                    f"gracefail: could not write to {self.path} ({exc}); next attempt in "
-                    f"{wait:.1f} s"
-                ) from exc
-            self._backoff.succeeded()
+    def _write(
+        self,
+        conn: sqlite3.Connection,
+        failures: list[tuple[object, ...]],
+        pages: list[tuple[object, ...]],
+    ) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if failures:
+                _insert_rows(conn, FAILURES, FAILURE_COLUMNS, failures)
+            if pages:
+                _insert_rows(conn, PAGE_EVENTS, PAGE_COLUMNS, pages)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
 
-    def _drop_connection(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            with contextlib.suppress(sqlite3.Error):
-                conn.close()
-
-    def close(self) -> None:
-        """Close this process's connection."""
-        with self._lock:
-            if self._pid == os.getpid():
-                self._drop_connection()
+    def _close(self, conn: sqlite3.Connection) -> None:
+        conn.close()

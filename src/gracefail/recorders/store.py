@@ -14,14 +14,16 @@ queries on either.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import re
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, Literal
+from typing import TYPE_CHECKING, Final, Generic, Literal, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from ..config import ConfigError
@@ -282,3 +284,83 @@ def store_recorder(store: str) -> Recorder:
             f"install gracefail[postgres] ({exc})"
         ) from None
     return PostgresRecorder(target.location)
+
+
+Conn = TypeVar("Conn")
+
+
+class ConnectedRecorder(Generic[Conn]):
+    """What the SQL recorders share: one connection per process (one inherited through
+    fork() is kept aside, never used nor closed), one batch written at a time, and a
+    backoff after a failure during which batches are refused (the pipeline counts them).
+
+    Subclasses set ``where`` and ``errors`` and implement ``_open``, ``_usable``,
+    ``_write`` and ``_close``.
+    """
+
+    where: str
+    errors: tuple[type[BaseException], ...] = ()
+
+    def __init__(self, retry_first: float, retry_cap: float) -> None:
+        self._backoff = Backoff(retry_first, retry_cap)
+        self._conn: Conn | None = None
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._inherited: list[Conn] = []
+
+    def _open(self) -> Conn:
+        raise NotImplementedError
+
+    def _usable(self, conn: Conn) -> bool:
+        return True
+
+    def _write(
+        self, conn: Conn, failures: list[tuple[object, ...]], pages: list[tuple[object, ...]]
+    ) -> None:
+        raise NotImplementedError
+
+    def _close(self, conn: Conn) -> None:
+        raise NotImplementedError
+
+    def _connect(self) -> Conn:
+        if self._pid != os.getpid():
+            if self._conn is not None:
+                self._inherited.append(self._conn)
+            self._conn, self._pid = None, os.getpid()
+            self._backoff.succeeded()
+        if self._conn is None or not self._usable(self._conn):
+            self._conn = self._open()
+        return self._conn
+
+    def record(self, events: Sequence[Event]) -> None:
+        """Write a batch in one transaction; raises StoreUnavailable if it was dropped."""
+        failures, pages = split_rows(events)
+        if not failures and not pages:
+            return
+        with self._lock:
+            if not self._backoff.ready() and self._pid == os.getpid():
+                raise StoreUnavailable(f"gracefail: {self.where} is unavailable; retrying later")
+            caught: tuple[type[BaseException], ...] = (*self.errors, StoreError)
+            try:
+                self._write(self._connect(), failures, pages)
+            except caught as exc:
+                self._drop_connection()
+                wait = self._backoff.failed()
+                raise StoreUnavailable(
+                    f"gracefail: could not write to {self.where} "
+                    f"({type(exc).__name__}: {str(exc).strip()[:200]}); "
+                    f"next attempt in {wait:.1f} s"
+                ) from exc
+            self._backoff.succeeded()
+
+    def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(*self.errors):
+                self._close(conn)
+
+    def close(self) -> None:
+        """Close this process's connection."""
+        with self._lock:
+            if self._pid == os.getpid():
+                self._drop_connection()
