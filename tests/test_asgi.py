@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
 from typing import Any
 
 import httpx
@@ -18,9 +17,10 @@ from starlette.applications import Starlette
 
 from gracefail import Config, UpstreamError
 from gracefail.asgi import GracefailMiddleware
-from gracefail.events import ClientEvent, Event, ServerEvent
+from gracefail.events import ClientEvent, ServerEvent
 from gracefail.tokens import TokenSigner
 from tests.apps import asgi_app
+from tests.apps.common import ListRecorder
 
 SECRET = "test-secret-0123456789abcdef"
 NAV = {
@@ -30,19 +30,6 @@ NAV = {
 }
 API = {"accept": "application/json"}
 CURL = {"accept": "*/*", "user-agent": "curl/8.0"}
-
-
-class ListRecorder:
-    """A real Recorder that keeps events in memory."""
-
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-
-    def record(self, events: Sequence[Event]) -> None:
-        self.events.extend(events)
-
-    def close(self) -> None:
-        pass
 
 
 def build(outside: bool = True, **options: Any) -> tuple[Any, ListRecorder]:

@@ -4,31 +4,20 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
 
 import pytest
 
 from gracefail import Config
 from gracefail.core import Gracefail, RequestView
-from gracefail.events import ClientEvent, Event
+from gracefail.events import ClientEvent
 from gracefail.guard import BeaconGuard, Verdict
+from tests.apps.common import ListRecorder
 
 SECRET = "test-secret-0123456789abcdef"
 FORGED = json.dumps(
     {"token": "1~a~502~AAAAAAAAAAAAAAAAAAAAAA", "kind": "shown", "attempt": 0, "elapsed_ms": 1,
      "locale": "en"}
 ).encode()  # fmt: skip
-
-
-class ListRecorder:
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-
-    def record(self, events: Sequence[Event]) -> None:
-        self.events.extend(events)
-
-    def close(self) -> None:
-        pass
 
 
 def app() -> tuple[Gracefail, ListRecorder]:
