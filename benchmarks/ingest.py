@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from gracefail import Config
-from gracefail.core import Gracefail, RequestView
+from gracefail.core import Engine, RequestView
 from gracefail.events import ClientEvent, Event, ServerEvent
 from gracefail.pipeline import Pipeline
 from gracefail.recorders.sqlite import SQLiteRecorder
@@ -128,8 +128,8 @@ def put_cost() -> dict[str, float]:
 
 
 def flood(store: Path, lock_store: bool, count: int = 100_000) -> dict[str, object]:
-    """``count`` valid beacons from 20,000 clients through Gracefail.accept_beacon."""
-    gracefail = Gracefail(Config(secret=SECRET, store=str(store)))
+    """``count`` valid beacons from 20,000 clients through Engine.accept_beacon."""
+    gracefail = Engine(Config(secret=SECRET, store=str(store)))
     locker = None
     if lock_store:
         SQLiteRecorder(store).record(mixed_events(3))
@@ -145,7 +145,9 @@ def flood(store: Path, lock_store: bool, count: int = 100_000) -> dict[str, obje
         body = json.dumps(
             {"token": token, "kind": "shown", "attempt": 0, "elapsed_ms": 80, "locale": "en"}
         ).encode()
-        view = RequestView("POST", "/_gracefail/beacon", headers=headers, client=f"c{n % 20000}")
+        view = RequestView(
+            "POST", "/_gracefail/beacon", headers=headers, client_addr=f"c{n % 20000}"
+        )
         status = gracefail.accept_beacon(view, body).status
         statuses[status] = statuses.get(status, 0) + 1
         if (n + 1) % 20_000 == 0:

@@ -836,7 +836,7 @@ def error_ablation(res: Results, settings: Settings, driver: AsgiDriver) -> None
     bare_scope = asgi_scope("/bad/html", BROWSER)
     scope = asgi_scope("/fail", BROWSER)
     _expect(driver.call(graceful, scope), 502, "Starlette /fail")
-    engine = _find_gracefail(graceful).gracefail
+    engine = _find_gracefail(graceful).engine
     logger = logging.getLogger("gracefail")
     run = driver.runner(graceful, scope)
 
@@ -946,7 +946,7 @@ def recording(res: Results, settings: Settings) -> None:
         cause="connection",
         method="GET",
         route="/",
-        client="html",
+        reply_format="html",
     )
 
     def put(n: int) -> int:
@@ -968,7 +968,7 @@ def recording(res: Results, settings: Settings) -> None:
                     cause="connection",
                     method="GET",
                     route="/",
-                    client="html",
+                    reply_format="html",
                 )
             )
         elapsed = time.perf_counter_ns() - start
@@ -1008,7 +1008,7 @@ def recording(res: Results, settings: Settings) -> None:
 
 def beacons(res: Results, settings: Settings, driver: AsgiDriver) -> None:
     from gracefail.asgi import GracefailMiddleware
-    from gracefail.core import Gracefail, RequestView
+    from gracefail.core import Engine, RequestView
     from gracefail.tokens import TokenSigner
 
     async def nothing(scope: Any, receive: Any, send: Any) -> None:
@@ -1040,7 +1040,7 @@ def beacons(res: Results, settings: Settings, driver: AsgiDriver) -> None:
     ]
     got = driver.call(app, scope, body("check"))
     _expect(got, 204, "beacon")
-    engine: Gracefail = app.gracefail
+    engine: Engine = app.engine
     index = [0]
 
     def core(n: int) -> int:
@@ -1048,7 +1048,7 @@ def beacons(res: Results, settings: Settings, driver: AsgiDriver) -> None:
         start = time.perf_counter_ns()
         for j in range(i, i + n):
             view = RequestView(
-                "POST", "/_gracefail/beacon", headers=headers, client=f"c{j % count}"
+                "POST", "/_gracefail/beacon", headers=headers, client_addr=f"c{j % count}"
             )
             engine.accept_beacon(view, core_bodies[j % count])
         elapsed = time.perf_counter_ns() - start

@@ -60,7 +60,7 @@ def find_gracefail(app: Any) -> GracefailMiddleware:
 
 
 def server_events(app: Any, recorder: ListRecorder) -> list[ServerEvent]:
-    find_gracefail(app).gracefail.flush()
+    find_gracefail(app).engine.flush()
     return [e for e in recorder.events if isinstance(e, ServerEvent)]
 
 
@@ -98,7 +98,12 @@ async def test_upstream_failure_gets_the_page(
     assert "connect-src 'self'" in csp
     assert len(response.content) < 16 * 1024
     [event] = server_events(app, recorder)
-    assert (event.status, event.cause, event.client, event.probe) == (status, cause, "html", False)
+    assert (event.status, event.cause, event.reply_format, event.probe) == (
+        status,
+        cause,
+        "html",
+        False,
+    )
     assert event.incident == incident
 
 
@@ -260,7 +265,7 @@ async def test_route_template_and_probe_flag_recorded() -> None:
     first, second = server_events(app, recorder)
     assert first.route == "/items/{item_id}"
     assert (first.probe, second.probe) == (False, True)
-    assert second.client == "json"
+    assert second.reply_format == "json"
 
 
 async def test_request_id_reused_as_incident_only_when_safe() -> None:
@@ -300,8 +305,8 @@ async def test_nested_middleware_warns_and_outer_wins() -> None:
             response = await http.get("/connect", headers=NAV)
     assert response.status_code == 502
     assert response.text.count("<html") == 1
-    outer.gracefail.flush()
-    inner.gracefail.flush()
+    outer.engine.flush()
+    inner.engine.flush()
     assert len(outer_recorder.events) == 1
     assert inner_recorder.events == []
 
@@ -398,7 +403,7 @@ async def test_beacon_accepted_and_recorded() -> None:
             "/_gracefail/beacon", content=beacon_body("recovered"), headers=BEACON_HEADERS
         )
     assert response.status_code == 204
-    app.gracefail.flush()
+    app.engine.flush()
     [event] = [e for e in recorder.events if isinstance(e, ClientEvent)]
     assert (event.incident, event.kind, event.elapsed_ms, event.status) == (
         "incident-1",
@@ -445,7 +450,7 @@ async def test_beacon_refusals(
         response = await http.request(method, "/_gracefail/beacon", content=body, headers=headers)
     assert response.status_code == status
     assert response.text.strip()
-    app.gracefail.flush()
+    app.engine.flush()
     assert recorder.events == []
 
 
@@ -512,5 +517,5 @@ def test_app_wrapped_twice_builds_twice() -> None:
     b = GracefailMiddleware(
         Starlette(), config=Config(secret=SECRET, recorders=[], retry={"retry_after": 9})
     )
-    assert a.gracefail.config.retry.retry_after == 5
-    assert b.gracefail.config.retry.retry_after == 9
+    assert a.engine.config.retry.retry_after == 5
+    assert b.engine.config.retry.retry_after == 9

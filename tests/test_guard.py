@@ -8,7 +8,7 @@ import time
 import pytest
 
 from gracefail import Config
-from gracefail.core import Gracefail, RequestView
+from gracefail.core import Engine, RequestView
 from gracefail.events import ClientEvent
 from gracefail.guard import BeaconGuard, Verdict
 from tests.apps.common import ListRecorder
@@ -20,23 +20,23 @@ FORGED = json.dumps(
 ).encode()  # fmt: skip
 
 
-def app() -> tuple[Gracefail, ListRecorder]:
+def app() -> tuple[Engine, ListRecorder]:
     recorder = ListRecorder()
-    return Gracefail(Config(secret=SECRET, recorders=[recorder])), recorder
+    return Engine(Config(secret=SECRET, recorders=[recorder])), recorder
 
 
 def post(
-    gracefail: Gracefail, body: bytes, client: str | None = "10.0.0.1"
+    gracefail: Engine, body: bytes, client: str | None = "10.0.0.1"
 ) -> tuple[int, dict[str, str]]:
     view = RequestView(
-        method="POST", path="/_gracefail/beacon", client=client,
+        method="POST", path="/_gracefail/beacon", client_addr=client,
         headers={"host": "shop.test", "origin": "http://shop.test", "content-type": "text/plain"},
     )  # fmt: skip
     reply = gracefail.accept_beacon(view, body)
     return reply.status, dict(reply.headers)
 
 
-def body(gracefail: Gracefail, incident: str, kind: str = "retry", attempt: int = 1) -> bytes:
+def body(gracefail: Engine, incident: str, kind: str = "retry", attempt: int = 1) -> bytes:
     token = gracefail.signer.sign(incident, 502)
     data = {"token": token, "kind": kind, "attempt": attempt, "elapsed_ms": 10, "locale": "en"}
     return json.dumps(data).encode()

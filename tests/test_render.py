@@ -14,7 +14,7 @@ import pytest
 
 from gracefail import Brand, Config
 from gracefail.config import LOCALES
-from gracefail.core import Gracefail, RequestView
+from gracefail.core import Engine, RequestView
 from gracefail.render import PAGE_BUDGET, Renderer
 
 SECRET = "render-secret-0123456789"
@@ -63,7 +63,7 @@ def parse(text: str) -> Structure:
     return parser
 
 
-def reply_for(gracefail: Gracefail, path: str = "/orders", query: str = "", **headers: str):  # type: ignore[no-untyped-def]
+def reply_for(gracefail: Engine, path: str = "/orders", query: str = "", **headers: str):  # type: ignore[no-untyped-def]
     from gracefail.classify import Failure
 
     view = RequestView("GET", path, query, {**NAV, **headers})
@@ -71,8 +71,8 @@ def reply_for(gracefail: Gracefail, path: str = "/orders", query: str = "", **he
 
 
 @pytest.fixture(scope="module")
-def gracefail() -> Gracefail:
-    return Gracefail(
+def gracefail() -> Engine:
+    return Engine(
         Config(secret=SECRET, recorders=[], status_page_url="https://status.example.com")
     )
 
@@ -84,7 +84,7 @@ def config_block(text: str) -> dict[str, object]:
     return data
 
 
-def test_hostile_request_values_never_escape_their_context(gracefail: Gracefail) -> None:
+def test_hostile_request_values_never_escape_their_context(gracefail: Engine) -> None:
     benign = reply_for(gracefail)
     hostile = reply_for(
         gracefail,
@@ -98,14 +98,14 @@ def test_hostile_request_values_never_escape_their_context(gracefail: Gracefail)
     assert config_block(text)["url"] == HOSTILE_PATH + "?" + HOSTILE_QUERY
 
 
-def test_url_round_trips_through_the_config_block(gracefail: Gracefail) -> None:
+def test_url_round_trips_through_the_config_block(gracefail: Engine) -> None:
     text = reply_for(gracefail, path="/a</script>\u2028b", query="x=1&y=<2>").body.decode()
     assert config_block(text)["url"] == "/a</script>\u2028b?x=1&y=<2>"
     raw_block = text.split('id="gf-config">', 1)[1].split("</script>", 1)[0]
     assert "\u2028" not in raw_block, "U+2028 must be escaped inside the script block"
 
 
-def test_protocol_relative_paths_stay_on_this_origin(gracefail: Gracefail) -> None:
+def test_protocol_relative_paths_stay_on_this_origin(gracefail: Engine) -> None:
     text = reply_for(gracefail, path="//evil.example/x").body.decode()
     url = config_block(text)["url"]
     assert isinstance(url, str)
@@ -113,7 +113,7 @@ def test_protocol_relative_paths_stay_on_this_origin(gracefail: Gracefail) -> No
     assert url.startswith("/")
 
 
-def test_no_url_to_another_origin_except_the_status_page(gracefail: Gracefail) -> None:
+def test_no_url_to_another_origin_except_the_status_page(gracefail: Engine) -> None:
     for reply in (reply_for(gracefail), reply_for(gracefail, path="/x", query="a=1")):
         for url in parse(reply.body.decode()).urls:
             assert url.startswith(("/", "#", "data:", "?")) or url in (
@@ -122,7 +122,7 @@ def test_no_url_to_another_origin_except_the_status_page(gracefail: Gracefail) -
             ), url
 
 
-def test_csp_hashes_match_the_inlined_assets(gracefail: Gracefail) -> None:
+def test_csp_hashes_match_the_inlined_assets(gracefail: Engine) -> None:
     reply = reply_for(gracefail)
     csp = dict(reply.headers)["content-security-policy"]
     structure = parse(reply.body.decode())
@@ -145,7 +145,7 @@ def test_every_variant_fits_the_budget() -> None:
         status_page_url="https://status.example.com/a/long/path",
         status_api_url="https://status.example.com/api/v2/summary.json",
     )
-    gracefail = Gracefail(config)
+    gracefail = Engine(config)
     for status in (502, 504):
         for locale in LOCALES:
             for method in ("GET", "POST"):
@@ -160,7 +160,7 @@ def test_every_variant_fits_the_budget() -> None:
 
 
 def test_status_api_origin_allowed_for_connect() -> None:
-    gracefail = Gracefail(
+    gracefail = Engine(
         Config(
             secret=SECRET,
             recorders=[],
@@ -171,7 +171,7 @@ def test_status_api_origin_allowed_for_connect() -> None:
     assert "connect-src 'self' https://status.example.com;" in csp + ";"
 
 
-def test_502_and_504_explain_differently(gracefail: Gracefail) -> None:
+def test_502_and_504_explain_differently(gracefail: Engine) -> None:
     renderer = gracefail.renderer
     page_502 = renderer.pages[502, "en", True].text.fill(
         dict.fromkeys(renderer.pages[502, "en", True].text.slots, "x")
@@ -185,7 +185,7 @@ def test_502_and_504_explain_differently(gracefail: Gracefail) -> None:
 
 
 @pytest.mark.parametrize("locale", LOCALES)
-def test_locale_chosen_from_accept_language(gracefail: Gracefail, locale: str) -> None:
+def test_locale_chosen_from_accept_language(gracefail: Engine, locale: str) -> None:
     text = reply_for(gracefail, **{"accept-language": f"{locale};q=0.9, xx;q=0.1"}).body.decode()
     assert f'<html lang="{locale}"' in text
     assert gracefail.renderer.locales[locale]["explain_502"] in text.replace("&#39;", "'").replace(
@@ -208,7 +208,7 @@ def test_user_template_overrides_by_file_name(tmp_path: Path) -> None:
         "<p>{{ incident }}</p><script>{{ js }}</script>"
         '<script type="application/json" id="gf-config">{{ config_json }}</script></html>'
     )
-    gracefail = Gracefail(Config(secret=SECRET, recorders=[], template_dir=tmp_path))
+    gracefail = Engine(Config(secret=SECRET, recorders=[], template_dir=tmp_path))
     reply = reply_for(gracefail)
     assert "<h1>Custom 502</h1>" in reply.body.decode()
     assert dict(reply.headers)["x-gracefail-incident"] in reply.body.decode()
@@ -219,7 +219,7 @@ def test_broken_user_template_falls_back_to_the_built_in_page(
 ) -> None:
     (tmp_path / "page.html").write_text("{{ no_such_variable.attr }} {% if %}")
     with caplog.at_level(logging.ERROR, logger="gracefail"):
-        gracefail = Gracefail(Config(secret=SECRET, recorders=[], template_dir=tmp_path))
+        gracefail = Engine(Config(secret=SECRET, recorders=[], template_dir=tmp_path))
     assert "failed" in caplog.text
     reply = reply_for(gracefail)
     assert reply.status == 502
@@ -231,13 +231,13 @@ def test_template_with_a_value_inside_a_script_is_refused(
 ) -> None:
     (tmp_path / "page.html").write_text("<html><script>var id = '{{ incident }}';</script></html>")
     with caplog.at_level(logging.ERROR, logger="gracefail"):
-        gracefail = Gracefail(Config(secret=SECRET, recorders=[], template_dir=tmp_path))
+        gracefail = Engine(Config(secret=SECRET, recorders=[], template_dir=tmp_path))
     assert "gf-config" in reply_for(gracefail).body.decode()
     with pytest.raises(ValueError, match="per-request value"):
         Renderer(Config(secret=SECRET, recorders=[], template_dir=tmp_path), strict=True)
 
 
-def test_text_and_problem_never_echo_the_request(gracefail: Gracefail) -> None:
+def test_text_and_problem_never_echo_the_request(gracefail: Engine) -> None:
     from gracefail.classify import Failure
 
     for accept in ("*/*", "application/json"):
@@ -246,7 +246,7 @@ def test_text_and_problem_never_echo_the_request(gracefail: Gracefail) -> None:
         assert "alert" not in body
 
 
-def test_a_renderer_fault_falls_back_to_the_minimal_page(gracefail: Gracefail) -> None:
+def test_a_renderer_fault_falls_back_to_the_minimal_page(gracefail: Engine) -> None:
     from gracefail.classify import Failure
 
     reply = gracefail.respond(Failure(503, "connection"), RequestView("GET", "/", "", NAV))

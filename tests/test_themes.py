@@ -10,7 +10,7 @@ import pytest
 
 from gracefail import Config
 from gracefail.classify import Failure
-from gracefail.core import Gracefail, RequestView
+from gracefail.core import Engine, RequestView
 from gracefail.render import PAGE_BUDGET, Renderer
 from tests.conftest import ROOT
 
@@ -37,7 +37,7 @@ def test_theme_renders_every_variant(theme: Path) -> None:
     config = Config(secret="theme-secret-0123456789", recorders=[], template_dir=theme)
     renderer = Renderer(config, strict=True)  # a broken theme raises here instead of falling back
     assert len(renderer.pages) == 28
-    gracefail = Gracefail(config)
+    gracefail = Engine(config)
     for method in ("GET", "POST"):
         reply = gracefail.respond(Failure(502, "connection"), RequestView(method, "/x", "", NAV))
         text = reply.body.decode()

@@ -20,8 +20,7 @@ from urllib.parse import quote
 
 from .classify import Failure
 from .config import Config, config_from
-from .core import Gracefail, RequestView
-from .render import Reply
+from .core import Engine, Reply, RequestView
 
 __all__ = [
     "FAILED",
@@ -45,7 +44,7 @@ log = logging.getLogger("gracefail")
 
 # The key naming the gracefail that owns a request (the outermost one) in a WSGI environ
 # or Django's request.META (PEP 3333 wants a dotted name), and in an ASGI scope (as
-# gracefail.asgi sets it). Its value is a core Gracefail or an ASGI GracefailMiddleware.
+# gracefail.asgi sets it). Its value is a core Engine or an ASGI GracefailMiddleware.
 MARKER: Final = "gracefail.owner"
 SCOPE_MARKER: Final = "gracefail"
 # An upstream failure a framework turned into its own 5xx response (Flask's
@@ -54,7 +53,7 @@ FAILED: Final = "gracefail.failure"
 # The route template of that failure, noted while the framework still knew it.
 ROUTE: Final = "gracefail.route"
 _PATH_SAFE: Final = "/:@!$&'()*+,;=-._~"
-_warned: weakref.WeakSet[Gracefail] = weakref.WeakSet()
+_warned: weakref.WeakSet[Engine] = weakref.WeakSet()
 
 
 def environ_headers(environ: Mapping[str, Any]) -> dict[str, str]:
@@ -86,7 +85,7 @@ def environ_view(
         headers=environ_headers(environ),
         scheme=scheme or environ.get("wsgi.url_scheme", "http"),
         route=route,
-        client=environ.get("REMOTE_ADDR") or None,
+        client_addr=environ.get("REMOTE_ADDR") or None,
     )
 
 
@@ -104,13 +103,13 @@ def status_line(status: int) -> str:
         return f"{status} Unknown"
 
 
-def owner_of(marker: object) -> Gracefail | None:
-    """The engine behind a stack marker (a core Gracefail or an ASGI middleware)."""
-    engine = marker if isinstance(marker, Gracefail) else getattr(marker, "gracefail", None)
-    return engine if isinstance(engine, Gracefail) else None
+def owner_of(marker: object) -> Engine | None:
+    """The engine behind a stack marker (a core Engine or an ASGI middleware)."""
+    engine = marker if isinstance(marker, Engine) else getattr(marker, "engine", None)
+    return engine if isinstance(engine, Engine) else None
 
 
-def claim(marks: MutableMapping[str, Any], engine: Gracefail, key: str = MARKER) -> Gracefail:
+def claim(marks: MutableMapping[str, Any], engine: Engine, key: str = MARKER) -> Engine:
     """Mark ``engine`` as the owner of this request unless an outer gracefail did; the owner.
 
     A second gracefail in one stack warns (once per engine) and defers to the outer one.
@@ -131,7 +130,7 @@ def claim(marks: MutableMapping[str, Any], engine: Gracefail, key: str = MARKER)
 
 
 def serve(
-    engine: Gracefail,
+    engine: Engine,
     failure: Failure,
     view: RequestView,
     *,
@@ -160,7 +159,7 @@ def input_reader(environ: Mapping[str, Any]) -> Callable[[int], bytes]:
     return read
 
 
-def answer_beacon(engine: Gracefail, view: RequestView, read: Callable[[int], bytes]) -> Reply:
+def answer_beacon(engine: Engine, view: RequestView, read: Callable[[int], bytes]) -> Reply:
     """Answer a beacon POST; ``read(n)`` returns at most ``n`` bytes of the body."""
     from .beacon import MAX_BODY
 

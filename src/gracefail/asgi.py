@@ -33,8 +33,7 @@ from urllib.parse import quote
 from .beacon import MAX_BODY
 from .classify import Failure
 from .config import Config, config_from
-from .core import Gracefail, RequestView
-from .render import Reply
+from .core import Engine, Reply, RequestView
 
 __all__ = ["GracefailMiddleware"]
 
@@ -79,7 +78,7 @@ class _Exchange:
             if status == 500:
                 self.held = [message]
                 return
-            if (status == 502 or status == 504) and self.mw.gracefail.replaces_app_response(
+            if (status == 502 or status == 504) and self.mw.engine.replaces_app_response(
                 _headers(self.scope), _decoded(message.get("headers", ()))
             ):
                 self.held, self.replacing = [message], status
@@ -139,7 +138,7 @@ def request_view(scope: Scope) -> RequestView:
         headers=_headers(scope),
         scheme=scope.get("scheme", "http"),
         route=route if isinstance(route, str) else None,
-        client=client[0] if (client := scope.get("client")) else None,
+        client_addr=client[0] if (client := scope.get("client")) else None,
     )
 
 
@@ -165,9 +164,9 @@ class GracefailMiddleware:
 
     def __init__(self, app: ASGIApp, *, config: Config | None = None, **options: Any) -> None:
         self.app = app
-        self.gracefail = Gracefail(config_from(config, options))
-        self.beacon_path = self.gracefail.beacon_path
-        self.timeout = self.gracefail.config.timeout
+        self.engine = Engine(config_from(config, options))
+        self.beacon_path = self.engine.beacon_path
+        self.timeout = self.engine.config.timeout
         self._warned_nested = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -202,7 +201,7 @@ class GracefailMiddleware:
         """The app raised: send the page for an upstream failure, else re-raise ``exc``."""
         if exchange.started:
             raise exc
-        gracefail = self.gracefail
+        gracefail = self.engine
         deadline = exchange.deadline
         failure: Failure | None
         if deadline is not None and deadline.expired():
@@ -221,8 +220,8 @@ class GracefailMiddleware:
     async def _replace(self, scope: Scope, send: Send, start: Message, began: float) -> None:
         """Send the page in place of the app's own 502/504, keeping its other headers."""
         app_headers = _decoded(start.get("headers", ()))
-        failure = self.gracefail.failure_for_status(start["status"])
-        reply = self.gracefail.respond(
+        failure = self.engine.failure_for_status(start["status"])
+        reply = self.engine.respond(
             failure, request_view(scope), app_headers=app_headers, started=began
         )
         await send_reply(send, reply)
@@ -231,7 +230,7 @@ class GracefailMiddleware:
         view = request_view(scope)
         length_header = view.headers.get("content-length", "")
         length = int(length_header) if length_header.isdigit() else None
-        refused = self.gracefail.beacon_precheck(view, length)
+        refused = self.engine.beacon_precheck(view, length)
         if refused is not None:
             await send_reply(send, refused)
             return
@@ -244,15 +243,15 @@ class GracefailMiddleware:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > MAX_BODY:
-                await send_reply(send, self.gracefail.beacon_reply(413, "beacon too large"))
+                await send_reply(send, self.engine.beacon_reply(413, "beacon too large"))
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
-        await send_reply(send, self.gracefail.accept_beacon(view, b"".join(chunks)))
+        await send_reply(send, self.engine.accept_beacon(view, b"".join(chunks)))
 
     def _lifespan_send(self, send: Send) -> Send:
-        gracefail = self.gracefail
+        gracefail = self.engine
 
         async def lifespan_send(message: Message) -> None:
             if message["type"] == "lifespan.shutdown.complete":

@@ -21,10 +21,10 @@ from .negotiate import negotiate_kind, negotiate_locale
 from .pipeline import Pipeline
 from .recorders.base import Recorder
 from .recorders.store import store_recorder
-from .render import MINIMAL_PAGE, Renderer, Reply, safe_url
+from .render import MINIMAL_PAGE, Renderer, safe_url
 from .tokens import TokenSigner, incident_from_request_id
 
-__all__ = ["REPLACED_HEADERS", "SAFE_METHODS", "Gracefail", "Reply", "RequestView"]
+__all__ = ["REPLACED_HEADERS", "SAFE_METHODS", "Engine", "Reply", "RequestView"]
 
 log = logging.getLogger("gracefail")
 
@@ -49,10 +49,19 @@ REPLACED_HEADERS: Final = frozenset(
 
 
 @dataclass(frozen=True, slots=True)
+class Reply:
+    """A finished response: status, headers (lower-case names) and body."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class RequestView:
     """The little of a request gracefail needs. Header names are lower-case.
 
-    ``client`` is the peer address as the server saw it (the beacon rate limit's
+    ``client_addr`` is the peer address as the server saw it (the beacon rate limit's
     key); None when the adapter cannot tell, and then beacons are not rate limited.
     """
 
@@ -62,7 +71,7 @@ class RequestView:
     headers: Mapping[str, str] = field(default_factory=dict)
     scheme: str = "http"
     route: str | None = None
-    client: str | None = None
+    client_addr: str | None = None
 
 
 def default_recorders(config: Config) -> list[Recorder]:
@@ -70,7 +79,7 @@ def default_recorders(config: Config) -> list[Recorder]:
     return [store_recorder(config.store)]
 
 
-class Gracefail:
+class Engine:
     """Classifies failures, renders replies, checks beacons and records events."""
 
     def __init__(self, config: Config):
@@ -170,7 +179,7 @@ class Gracefail:
                 cause=failure.cause,
                 method=view.method,
                 route=view.route,
-                client=kind,
+                reply_format=kind,
                 probe=headers.get("x-gracefail-probe") == "1",
                 upstream=failure.upstream,
                 error_type=failure.error_type,
@@ -228,7 +237,7 @@ class Gracefail:
         refused = self.beacon_precheck(view, len(body))
         if refused is not None:
             return refused
-        wait = self.guard.allow(view.client)
+        wait = self.guard.allow(view.client_addr)
         if wait:
             return self.beacon_reply(429, "too many beacons", [("retry-after", str(int(wait) + 1))])
         try:

@@ -21,7 +21,7 @@ class ServerEvent:
     """A failure reply gracefail sent.
 
     ``route`` is the framework's route template when known (never the raw path);
-    ``client`` is the reply format (html, json, text); ``probe`` marks replies to
+    ``reply_format`` is the reply format (html, json, text); ``probe`` marks replies to
     the page's own probes, which are not new failures; ``app_ms`` is how long the
     app ran before failing.
     """
@@ -32,7 +32,7 @@ class ServerEvent:
     cause: str
     method: str
     route: str | None
-    client: str
+    reply_format: str
     probe: bool = False
     upstream: str | None = None
     error_type: str | None = None

@@ -54,7 +54,7 @@ from ._adapters import (  # noqa: E402 - after the framework check, like the lin
     run_report,
 )
 from .config import Config  # noqa: E402 - after the framework check, like the lines above
-from .core import Gracefail as Engine  # noqa: E402 - after the framework check, like the lines above
+from .core import Engine  # noqa: E402 - after the framework check, like the lines above
 from .wsgi import Environ, GracefailMiddleware  # noqa: E402 - after the framework check, like the lines above
 
 __all__ = ["Gracefail"]

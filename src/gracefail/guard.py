@@ -2,7 +2,7 @@
 
 Every table here is bounded (least recently used entries are forgotten first),
 so a flood of beacons cannot grow the process; and each :class:`BeaconGuard`
-belongs to one :class:`~gracefail.core.Gracefail`, so two apps in one process
+belongs to one :class:`~gracefail.core.Engine`, so two apps in one process
 never share limits.
 
 * **Rate limit** per client (the peer address the adapter reports): a token

@@ -1,4 +1,4 @@
-"""Turn a Failure into a Reply: the branded page, problem+json, or plain text.
+"""Turn a Failure into a reply body: the branded page, problem+json, or plain text.
 
 Jinja2 runs once per variant (status x locale x safe/unsafe method) at start-up,
 with placeholders where per-request values go; a request only splices its
@@ -26,7 +26,7 @@ from .classify import Failure
 from .config import LOCALES, Config
 from .negotiate import Kind
 
-__all__ = ["MINIMAL_PAGE", "PAGE_BUDGET", "PageBody", "Renderer", "Reply"]
+__all__ = ["MINIMAL_PAGE", "PAGE_BUDGET", "PageBody", "Renderer"]
 
 log = logging.getLogger("gracefail")
 
@@ -53,15 +53,6 @@ _SCRIPT_BLOCK: Final = re.compile(
     r"<script(?![^>]*application/json)[^>]*>(.*?)</script>", re.S | re.I
 )
 _STYLE_BLOCK: Final = re.compile(r"<style[^>]*>(.*?)</style>", re.S | re.I)
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """A finished response: status, headers (lower-case names) and body."""
-
-    status: int
-    headers: list[tuple[str, str]]
-    body: bytes
 
 
 class Slotted:

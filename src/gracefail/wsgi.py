@@ -45,8 +45,7 @@ from ._adapters import (
 )
 from .classify import Failure
 from .config import Config, ConfigError, config_from
-from .core import Gracefail
-from .render import Reply
+from .core import Engine, Reply
 
 __all__ = ["GracefailMiddleware"]
 
@@ -63,7 +62,7 @@ class GracefailMiddleware:
     Args:
         app: the WSGI app to wrap.
         config: a :class:`gracefail.Config`; or pass its fields as keywords.
-        engine: an existing core :class:`gracefail.core.Gracefail` to share (the Flask
+        engine: an existing core :class:`gracefail.core.Engine` to share (the Flask
             extension passes its own); exclusive with ``config`` and keywords.
         route: ``route(environ)`` -> the route template of a failed request, for metrics.
     """
@@ -73,19 +72,19 @@ class GracefailMiddleware:
         app: WSGIApp,
         *,
         config: Config | None = None,
-        engine: Gracefail | None = None,
+        engine: Engine | None = None,
         route: RouteOf | None = None,
         **options: Any,
     ) -> None:
         if engine is not None and (config is not None or options):
             raise ConfigError("gracefail: pass engine= or config/options, not both")
         self.app = app
-        self.gracefail = engine if engine is not None else Gracefail(config_from(config, options))
-        self.beacon_path = self.gracefail.beacon_path
+        self.engine = engine if engine is not None else Engine(config_from(config, options))
+        self.beacon_path = self.engine.beacon_path
         self.route = route
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        if claim(environ, self.gracefail) is not self.gracefail:
+        if claim(environ, self.engine) is not self.engine:
             return self.app(environ, start_response)
         if environ.get("PATH_INFO") == self.beacon_path:
             return self._beacon(environ, start_response)
@@ -104,7 +103,7 @@ class GracefailMiddleware:
         return _Body(call, result)
 
     def _beacon(self, environ: Environ, start_response: StartResponse) -> list[bytes]:
-        reply = answer_beacon(self.gracefail, environ_view(environ), input_reader(environ))
+        reply = answer_beacon(self.engine, environ_view(environ), input_reader(environ))
         return _send(start_response, reply)
 
 
@@ -156,7 +155,7 @@ class _Call:
             return True
         if status[:3] not in ("502", "504"):
             return False
-        return self.mw.gracefail.replaces_app_response(environ_headers(self.environ), self.headers)
+        return self.mw.engine.replaces_app_response(environ_headers(self.environ), self.headers)
 
     def write(self, data: bytes) -> None:
         if self.replacing:
@@ -172,7 +171,7 @@ class _Call:
 
     def page_for(self, exc: BaseException) -> list[bytes] | None:
         """The page for an upstream failure not yet visible to the client, else None."""
-        failure = None if self.sent else self.mw.gracefail.classify(exc)
+        failure = None if self.sent else self.mw.engine.classify(exc)
         if failure is None:
             return None
         return self._page(failure, [], sys.exc_info() if self.to is not None else None)
@@ -180,7 +179,7 @@ class _Call:
     def replacement(self) -> list[bytes]:
         """The page in place of the app's own 5xx (its other headers kept)."""
         code = int((self.status or "502")[:3])
-        failure = self.environ.get(FAILED) or self.mw.gracefail.failure_for_status(code)
+        failure = self.environ.get(FAILED) or self.mw.engine.failure_for_status(code)
         return self._page(failure, self.headers, None)
 
     def _page(
@@ -190,7 +189,7 @@ class _Call:
         if route is None and self.mw.route is not None:
             route = self.mw.route(self.environ)  # the app failed before start_response
         view = environ_view(self.environ, route=route)
-        reply = serve(self.mw.gracefail, failure, view, app_headers=app_headers, started=self.began)
+        reply = serve(self.mw.engine, failure, view, app_headers=app_headers, started=self.began)
         return _send(self.server, reply, exc_info)
 
 

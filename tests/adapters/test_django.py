@@ -53,7 +53,7 @@ def recorder() -> Iterator[common.ListRecorder]:
 
 
 def engine_of(handler: Any) -> Any:
-    return find(handler._middleware_chain, GracefailMiddleware, "get_response").gracefail
+    return find(handler._middleware_chain, GracefailMiddleware, "get_response").engine
 
 
 def gracefail_checks() -> list[str]:
@@ -249,7 +249,7 @@ def test_wsgi_middleware_around_django_wins(recorder: common.ListRecorder) -> No
         with pytest.warns(RuntimeWarning, match="second"):
             response = client.get("/fail/connection-refused", headers=NAV)
         replaced = client.get("/app-status/504", headers=NAV)
-    outer.gracefail.flush()
+    outer.engine.flush()
     engine_of(handler).flush()
     assert (response.status_code, response.text.count("<html")) == (502, 1)
     assert (replaced.status_code, replaced.text.count("<html")) == (504, 1)

@@ -183,7 +183,7 @@ def test_outer_wsgi_middleware_wins() -> None:
         response = client.get("/fail/upstream-502", headers=NAV)
     assert response.status_code == 502
     assert response.text.count("<html") == 1
-    outer.gracefail.flush()
+    outer.engine.flush()
     assert [type(e) for e in outer_recorder.events] == [ServerEvent]
     assert events(app) == []
 

@@ -133,7 +133,7 @@ def wrap(app: Any, **options: Any) -> tuple[GracefailMiddleware, ListRecorder]:
 
 
 def server_events(mw: GracefailMiddleware, recorder: ListRecorder) -> list[ServerEvent]:
-    mw.gracefail.flush()
+    mw.engine.flush()
     return [e for e in recorder.events if isinstance(e, ServerEvent)]
 
 
@@ -377,9 +377,9 @@ def test_nested_middleware_warns_and_outer_wins() -> None:
 def test_engine_and_options_are_exclusive() -> None:
     mw, _ = wrap(app_with("200 OK", Body([])))
     with pytest.raises(ConfigError, match="engine"):
-        GracefailMiddleware(mw, engine=mw.gracefail, debug=True)
-    shared = GracefailMiddleware(mw.app, engine=mw.gracefail)
-    assert shared.gracefail is mw.gracefail
+        GracefailMiddleware(mw, engine=mw.engine, debug=True)
+    shared = GracefailMiddleware(mw.app, engine=mw.engine)
+    assert shared.engine is mw.engine
 
 
 def test_bad_option_fails_at_start_up() -> None:
@@ -423,7 +423,7 @@ def post_beacon(
     server = Server()
     server.run(mw, env)
     assert calls == [], "the beacon never reaches the app"
-    mw.gracefail.flush()
+    mw.engine.flush()
     return server, stream, recorder
 
 

@@ -130,7 +130,7 @@ def build_starlette(options: dict[str, Any]) -> Client:
     from tests.apps import starlette_app
 
     app = starlette_app.make_wrapped(**options)
-    return Client(_asgi_send(app), _flushed(lambda: app.gracefail, options["recorders"][0]))
+    return Client(_asgi_send(app), _flushed(lambda: app.engine, options["recorders"][0]))
 
 
 def build_fastapi(options: dict[str, Any]) -> Client:
@@ -140,7 +140,7 @@ def build_fastapi(options: dict[str, Any]) -> Client:
     app = fastapi_app.make_wrapped(**options)
 
     def engine() -> Any:
-        return find(app, GracefailMiddleware, "middleware_stack", "app").gracefail
+        return find(app, GracefailMiddleware, "middleware_stack", "app").engine
 
     return Client(_asgi_send(app), _flushed(engine, options["recorders"][0]))
 
@@ -166,7 +166,7 @@ def build_werkzeug(options: dict[str, Any]) -> Client:
     from tests.apps import wsgi_app
 
     app = GracefailMiddleware(wsgi_app.make_app(), **options)
-    return Client(_wsgi_send(app), _flushed(lambda: app.gracefail, options["recorders"][0]))
+    return Client(_wsgi_send(app), _flushed(lambda: app.engine, options["recorders"][0]))
 
 
 def django_setup() -> None:
@@ -201,7 +201,7 @@ def _build_django(asynchronous: bool, options: dict[str, Any]) -> Client:
         override.disable()
         raise
     return Client(
-        send, _flushed(lambda: middleware.gracefail, options["recorders"][0]), override.disable
+        send, _flushed(lambda: middleware.engine, options["recorders"][0]), override.disable
     )
 
 

@@ -107,7 +107,7 @@ def page(
         mine = [e for e in _server_events(found) if e.incident == result.incident]
         assert len(mine) == 1
         [event] = mine
-        assert (event.status, event.cause, event.client) == (status, cause, kind)
+        assert (event.status, event.cause, event.reply_format) == (status, cause, kind)
         if route:
             assert event.route == adapter.route
 
@@ -280,7 +280,7 @@ def _request_id(result: Result, adapter: Adapter) -> None:
 
 def _probe_event(found: list[Any], result: Result, adapter: Adapter) -> None:
     [event] = _server_events(found)
-    assert (event.probe, event.client) == (True, "json")
+    assert (event.probe, event.reply_format) == (True, "json")
 
 
 def _late(result: Result, adapter: Adapter) -> None:

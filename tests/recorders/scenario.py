@@ -23,7 +23,7 @@ def _fail(
 ) -> ServerEvent:  # fmt: skip
     return ServerEvent(
         time=T + at, incident=incident, status=status, cause=cause, method=method,
-        route=route, client="html", probe=probe, upstream="inventory", app_ms=12.5,
+        route=route, reply_format="html", probe=probe, upstream="inventory", app_ms=12.5,
     )  # fmt: skip
 
 

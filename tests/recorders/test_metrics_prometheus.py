@@ -36,7 +36,7 @@ def labels(**values: str) -> frozenset[tuple[str, str]]:
 def fail(route: str | None = "/items/{item_id}", **overrides: Any) -> ServerEvent:
     values: dict[str, Any] = {
         "time": time.time(), "incident": "i", "status": 502, "cause": "connection", "method": "GET",
-        "route": route, "client": "html",
+        "route": route, "reply_format": "html",
     }  # fmt: skip
     values.update(overrides)
     return ServerEvent(**values)
@@ -95,11 +95,11 @@ def test_never_the_global_registry_and_building_twice_is_fine() -> None:
         for _ in range(2)
     )
     assert set(REGISTRY._names_to_collectors) == before
-    assert first.gracefail.pipeline.recorders[0].registry is not (  # type: ignore[attr-defined]
-        second.gracefail.pipeline.recorders[0].registry  # type: ignore[attr-defined]
+    assert first.engine.pipeline.recorders[0].registry is not (  # type: ignore[attr-defined]
+        second.engine.pipeline.recorders[0].registry  # type: ignore[attr-defined]
     )
     for app in (first, second):
-        app.gracefail.close()
+        app.engine.close()
 
 
 def test_an_injected_registry_shared_by_two_apps_counts_once_each() -> None:
@@ -120,7 +120,7 @@ async def test_served_failures_are_counted_end_to_end() -> None:
         await client.get("/items/1?fail=1", headers={"accept": "text/html"})
         await client.get("/timeout", headers={"accept": "application/json"})
         await client.get("/items/1?fail=1", headers={"x-gracefail-probe": "1"})
-    assert app.gracefail.flush()
+    assert app.engine.flush()
     got = samples(recorder.registry)
     failures = {dict(k)["cause"]: v for (n, k), v in got.items() if n == "gracefail_failures_total"}
     assert failures == {"upstream_error": 1, "timeout": 1}
@@ -128,4 +128,4 @@ async def test_served_failures_are_counted_end_to_end() -> None:
     body, content_type = recorder.exposition()
     assert content_type.startswith("text/plain")
     assert b"gracefail_failures_total" in body
-    app.gracefail.close()
+    app.engine.close()

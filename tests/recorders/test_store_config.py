@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from gracefail import Config, ConfigError
-from gracefail.core import Gracefail
+from gracefail.core import Engine
 from gracefail.recorders import PostgresRecorder, SQLiteRecorder, store_recorder
 from gracefail.recorders.store import StoreTarget, parse_store
 
@@ -50,7 +50,7 @@ def test_parse_store(store: str, dialect: str, location: str) -> None:
 )
 def test_bad_stores_fail_at_start_up(store: str) -> None:
     with pytest.raises(ConfigError, match=r"store=.* is not valid; expected a file path"):
-        Gracefail(Config(secret=SECRET, store=store))
+        Engine(Config(secret=SECRET, store=store))
 
 
 def test_store_recorder_builds_the_right_recorder() -> None:

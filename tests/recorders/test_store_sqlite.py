@@ -19,7 +19,7 @@ import pytest
 
 from gracefail import Config
 from gracefail.asgi import GracefailMiddleware
-from gracefail.core import Gracefail
+from gracefail.core import Engine
 from gracefail.events import ClientEvent, Event, ServerEvent
 from gracefail.pipeline import Pipeline
 from gracefail.recorders.sqlite import SQLiteRecorder
@@ -32,7 +32,7 @@ SECRET = "test-secret-0123456789abcdef"
 def failure(n: int, route: str | None = "/items/{item_id}") -> ServerEvent:
     return ServerEvent(
         time=time.time(), incident=f"inc-{n}", status=502, cause="connection",
-        method="GET", route=route, client="html",
+        method="GET", route=route, reply_format="html",
     )  # fmt: skip
 
 
@@ -116,7 +116,7 @@ def test_a_batch_is_one_transaction(tmp_path: Path) -> None:
     recorder.record([failure(1)])
     broken = ServerEvent(
         time=time.time(), incident="bad", status=502, cause=None,  # type: ignore[arg-type]
-        method="GET", route="/", client="html",
+        method="GET", route="/", reply_format="html",
     )  # fmt: skip
     with pytest.raises(StoreUnavailable, match="NOT NULL"):
         recorder.record([failure(2), failure(3), page(2), broken])
@@ -292,7 +292,7 @@ def test_read_only_store_drops_then_recovers(request: pytest.FixtureRequest) -> 
 
 def test_default_recorder_is_the_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    gracefail = Gracefail(Config(secret=SECRET, store="sqlite:///rel/events.db"))
+    gracefail = Engine(Config(secret=SECRET, store="sqlite:///rel/events.db"))
     [recorder] = gracefail.pipeline.recorders
     assert isinstance(recorder, SQLiteRecorder)
     assert recorder.path == "rel/events.db"
@@ -301,7 +301,7 @@ def test_default_recorder_is_the_store(tmp_path: Path, monkeypatch: pytest.Monke
     assert count(tmp_path / "rel" / "events.db") == 1
 
     monkeypatch.setenv("GRACEFAIL_DB", str(tmp_path / "env.db"))
-    from_env = Gracefail(Config(secret=SECRET))
+    from_env = Engine(Config(secret=SECRET))
     [recorder] = from_env.pipeline.recorders
     assert isinstance(recorder, SQLiteRecorder)
     assert recorder.path == str(tmp_path / "env.db")
@@ -318,7 +318,7 @@ async def test_requests_are_unaffected_by_a_broken_store(tmp_path: Path) -> None
             response = await client.get("/items/1?fail=1", headers={"accept": "text/html"})
             assert response.status_code == 502
             assert "text/html" in response.headers["content-type"]
-    gracefail = app.gracefail
+    gracefail = app.engine
     assert gracefail.flush()
     assert gracefail.pipeline.failed_events == 3
     gracefail.close()

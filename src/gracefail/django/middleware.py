@@ -26,8 +26,7 @@ from django.utils.encoding import escape_uri_path
 
 from .._adapters import SCOPE_MARKER, answer_beacon, claim, environ_view, serve
 from ..classify import Failure
-from ..core import Gracefail, RequestView
-from ..render import Reply
+from ..core import Engine, Reply, RequestView
 from .conf import get_config
 
 __all__ = ["GracefailMiddleware"]
@@ -64,9 +63,9 @@ class GracefailMiddleware:
         self.async_mode = iscoroutinefunction(get_response)
         if self.async_mode:
             markcoroutinefunction(self)
-        self.gracefail = Gracefail(get_config())
-        self.beacon_path = self.gracefail.beacon_path
-        self.timeout = self.gracefail.config.timeout
+        self.engine = Engine(get_config())
+        self.beacon_path = self.engine.beacon_path
+        self.timeout = self.engine.config.timeout
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
         if self.async_mode:
@@ -89,18 +88,18 @@ class GracefailMiddleware:
         except TimeoutError:
             if not deadline.expired():
                 raise
-            return self._reply(request, self.gracefail.classifier.app_timeout())
+            return self._reply(request, self.engine.classifier.app_timeout())
         return self._leave(request, response)
 
     def _enter(self, request: HttpRequest) -> HttpResponse | None:
         scope = getattr(request, "scope", None)
         if isinstance(scope, dict):  # under ASGI: seen by gracefail.asgi around Django too
-            owner = claim(scope, self.gracefail, SCOPE_MARKER)
+            owner = claim(scope, self.engine, SCOPE_MARKER)
         else:
-            owner = claim(request.META, self.gracefail)
+            owner = claim(request.META, self.engine)
         if not hasattr(request, _STATE):
             setattr(request, _STATE, (self, owner, time.time()))
-        if owner is self.gracefail and request.path_info == self.beacon_path:
+        if owner is self.engine and request.path_info == self.beacon_path:
             view = environ_view(request.META, path=escape_uri_path(request.path))
             return _response(answer_beacon(owner, view, request.read))
         return None
@@ -112,7 +111,7 @@ class GracefailMiddleware:
         _, owner, began = getattr(request, _STATE)
         view = _view(request)
         app_headers = list(response.items())
-        if owner is not self.gracefail or not owner.replaces_app_response(
+        if owner is not self.engine or not owner.replaces_app_response(
             view.headers, app_headers
         ):
             return response

@@ -177,7 +177,7 @@ def split_rows(
                     _text(event.cause),
                     _text(event.method),
                     _text(event.route),
-                    _text(event.client),
+                    _text(event.reply_format),
                     1 if event.probe else 0,
                     _text(event.upstream),
                     _text(event.error_type),
