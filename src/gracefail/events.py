@@ -23,7 +23,8 @@ class ServerEvent:
     ``route`` is the framework's route template when known (never the raw path);
     ``reply_format`` is the reply format (html, json, text); ``probe`` marks replies to
     the page's own probes, which are not new failures; ``app_ms`` is how long the
-    app ran before failing.
+    app ran before failing; ``source`` is where it was served from: ``app`` (the
+    middleware), ``gateway`` (``gracefail serve``) or ``worker`` (the service worker).
     """
 
     time: float
@@ -37,6 +38,7 @@ class ServerEvent:
     upstream: str | None = None
     error_type: str | None = None
     app_ms: float | None = None
+    source: str = "app"
 
 
 @dataclass(frozen=True, slots=True)
