@@ -43,7 +43,6 @@ class Pipeline:
         self.recorders = list(recorders)
         self.maxsize = maxsize
         self.dropped = 0
-        self.failed_batches = 0
         self.failed_events = 0
         self._forwarded = (0, 0)
         self._drop_counters = [r for r in self.recorders if isinstance(r, CountsDrops)]
@@ -118,7 +117,6 @@ class Pipeline:
             try:
                 recorder.record(batch)
             except Exception:
-                self.failed_batches += 1
                 self.failed_events += len(batch)
                 lost = self._broken.get(id(recorder))
                 if lost is None:

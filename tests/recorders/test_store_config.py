@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from gracefail import Config, ConfigError
 from gracefail.core import Engine
 from gracefail.recorders import PostgresRecorder, SQLiteRecorder, store_recorder
-from gracefail.recorders.store import StoreTarget, parse_store
+from gracefail.recorders.target import StoreTarget, parse_store
 
 SECRET = "test-secret-0123456789abcdef"
 
@@ -53,6 +54,20 @@ def test_bad_stores_fail_at_start_up(store: str) -> None:
         Engine(Config(secret=SECRET, store=store))
 
 
+def test_path_objects_are_file_paths(tmp_path: Path) -> None:
+    assert parse_store(tmp_path / "gf.db") == StoreTarget("sqlite", str(tmp_path / "gf.db"))
+    # A path object is never read as a URL (its slashes are already collapsed).
+    assert parse_store(Path("sqlite:///x.db")) == StoreTarget("sqlite", "sqlite:/x.db")
+    home = parse_store(Path("~/gf.db")).location
+    assert not home.startswith("~")
+    assert home.endswith("gf.db")
+    recorder = store_recorder(tmp_path / "sub" / "gf.db")
+    assert isinstance(recorder, SQLiteRecorder)
+    assert recorder.path == str(tmp_path / "sub" / "gf.db")
+    with pytest.raises(ConfigError, match="is not valid"):
+        parse_store(b"/bytes.db")  # type: ignore[arg-type]
+
+
 def test_store_recorder_builds_the_right_recorder() -> None:
     assert isinstance(store_recorder("sqlite:///x.db"), SQLiteRecorder)
     recorder = store_recorder("postgresql://app:pw-secret@127.0.0.1:1/db")
@@ -65,6 +80,20 @@ def test_passwords_are_hidden_in_descriptions() -> None:
     assert url == "postgresql://app:***@db/m"
     keywords = StoreTarget("postgresql", "host=db password=s3cret dbname=m").describe()
     assert "s3cret" not in keywords
+
+
+def test_store_module_keeps_its_names() -> None:
+    # Readers of the store (the report) import these from gracefail.recorders.store.
+    from gracefail.recorders import connected, schema, store, target
+
+    assert store.parse_store is target.parse_store
+    assert store.StoreTarget is target.StoreTarget
+    assert (store.FAILURES, store.PAGE_EVENTS) == (schema.FAILURES, schema.PAGE_EVENTS)
+    assert store.MIGRATIONS is schema.MIGRATIONS
+    assert store.StoreUnavailable is connected.StoreUnavailable
+    assert store.Backoff is connected.Backoff
+    for name in store.__all__:
+        assert hasattr(store, name), name
 
 
 def test_importing_gracefail_pulls_in_no_exporter() -> None:

@@ -15,7 +15,8 @@ from gracefail.cli import main
 from gracefail.events import ServerEvent
 from gracefail.pipeline import Pipeline
 from gracefail.recorders import PostgresRecorder, store_recorder
-from gracefail.recorders.store import MIGRATIONS, SCHEMA_VERSION, StoreUnavailable
+from gracefail.recorders.connected import StoreUnavailable
+from gracefail.recorders.schema import MIGRATIONS, SCHEMA_VERSION
 from gracefail.report import generate
 from tests.recorders import scenario
 from tests.recorders.conftest import PgServer

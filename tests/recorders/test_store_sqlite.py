@@ -22,8 +22,9 @@ from gracefail.asgi import GracefailMiddleware
 from gracefail.core import Engine
 from gracefail.events import ClientEvent, Event, ServerEvent
 from gracefail.pipeline import Pipeline
+from gracefail.recorders.connected import StoreUnavailable
+from gracefail.recorders.schema import MIGRATIONS, SCHEMA_VERSION
 from gracefail.recorders.sqlite import SQLiteRecorder
-from gracefail.recorders.store import MIGRATIONS, SCHEMA_VERSION, StoreUnavailable
 from tests.apps import asgi_app
 
 SECRET = "test-secret-0123456789abcdef"

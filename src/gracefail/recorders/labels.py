@@ -1,16 +1,34 @@
-"""Label values shared by the metric recorders, kept bounded so clients cannot mint series."""
+"""What the metric recorders share: bounded label values and the histogram buckets.
+
+Label values are kept bounded so that clients cannot mint series.
+"""
 
 from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["DROP_REASONS", "UNKNOWN_ROUTE", "label_method"]
+__all__ = [
+    "DROP_REASONS",
+    "TIME_TO_RECOVERY_BUCKETS",
+    "UNKNOWN_ROUTE",
+    "label_method",
+]
 
 DROP_REASONS: Final = ("queue_full", "recorder_error")
 """Why events were lost: the pipeline's queue was full, or a recorder failed a batch."""
 
 UNKNOWN_ROUTE: Final = "unknown"
 """The route label of a failure whose framework did not say which route matched."""
+
+TIME_TO_RECOVERY_BUCKETS: Final = (
+    1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0,
+)  # fmt: skip
+"""Histogram bounds (seconds) of the page's time to recovery, for every metric recorder.
+
+They reach from a one-second blip to the 30 minutes after which the page gives up
+by default (``RetryPolicy.give_up_after``). One set for all exporters, so the
+quantiles Prometheus and an OpenTelemetry backend compute agree.
+"""
 
 _METHODS: Final = frozenset(
     ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE")

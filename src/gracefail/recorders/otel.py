@@ -22,7 +22,6 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Final
 
 try:
     from opentelemetry import metrics
@@ -33,11 +32,9 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from .._version import __version__
 from ..events import ClientEvent, Event, ServerEvent
-from .labels import UNKNOWN_ROUTE, label_method
+from .labels import TIME_TO_RECOVERY_BUCKETS, UNKNOWN_ROUTE, label_method
 
 __all__ = ["OpenTelemetryRecorder"]
-
-_BUCKETS: Final = (1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
 
 
 class OpenTelemetryRecorder:
@@ -53,7 +50,7 @@ class OpenTelemetryRecorder:
         self,
         meter_provider: metrics.MeterProvider | None = None,
         *,
-        buckets: Sequence[float] = _BUCKETS,
+        buckets: Sequence[float] = TIME_TO_RECOVERY_BUCKETS,
     ):
         meter = metrics.get_meter("gracefail", __version__, meter_provider=meter_provider)
         self.failures = meter.create_counter(

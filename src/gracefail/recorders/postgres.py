@@ -25,17 +25,17 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "gracefail's PostgreSQL store needs psycopg 3: install gracefail[postgres]"
     ) from exc
 
-from .store import (
+from .connected import ConnectedRecorder
+from .schema import (
     FAILURE_COLUMNS,
     FAILURES,
     PAGE_COLUMNS,
     PAGE_EVENTS,
     SCHEMA_TABLE,
     SCHEMA_TABLE_DDL,
-    ConnectedRecorder,
-    StoreTarget,
     pending,
 )
+from .target import StoreTarget
 
 __all__ = ["PostgresRecorder", "migrate_postgres"]
 

@@ -48,11 +48,17 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from ..events import CLIENT_KINDS, ClientEvent, Event, ServerEvent
-from .labels import DROP_REASONS, UNKNOWN_ROUTE, label_method
+from .labels import (
+    DROP_REASONS,
+    TIME_TO_RECOVERY_BUCKETS,
+    UNKNOWN_ROUTE,
+    label_method,
+)
 
 __all__ = ["DEFAULT_BUCKETS", "PrometheusRecorder", "multiprocess_dir"]
 
-DEFAULT_BUCKETS: Final = (1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
+DEFAULT_BUCKETS: Final = TIME_TO_RECOVERY_BUCKETS
+"""The default buckets of ``gracefail_time_to_recovery_seconds`` (defined in ``labels``)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
 
-from .store import (
+from .connected import ConnectedRecorder
+from .schema import (
     FAILURE_COLUMNS,
     FAILURES,
     PAGE_COLUMNS,
@@ -31,7 +32,6 @@ from .store import (
     SCHEMA_TABLE,
     SCHEMA_TABLE_DDL,
     SCHEMA_VERSION,
-    ConnectedRecorder,
     StoreError,
     pending,
 )

@@ -3,7 +3,7 @@
 Counters are summed per batch and packed several lines to a datagram (at most
 ``max_packet`` bytes). With ``dogstatsd=True`` dimensions are tags::
 
-    gracefail.failures:3|c|#status:502,cause:timeout,route:/items/{id},method:GET
+    gracefail.failures:3|c|#status:502,cause:timeout,method:GET,route:/items/{id}
     gracefail.page_events:1|c|#event:recovered
     gracefail.time_to_recovery:12840|ms
     gracefail.events_dropped:20|c|#reason:queue_full

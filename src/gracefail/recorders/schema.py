@@ -1,0 +1,179 @@
+"""The tables SQLite and PostgreSQL share, their numbered migrations, and events as rows.
+
+Both databases get the same two tables, created and upgraded by numbered
+migrations recorded in ``gracefail_schema``, so the report runs the same
+queries on either. A migration, once released, is never edited: a store
+created by an older gracefail is upgraded in place by the steps it lacks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from ..events import ClientEvent, Event, ServerEvent
+from .target import Dialect
+
+__all__ = [
+    "FAILURES",
+    "FAILURE_COLUMNS",
+    "MIGRATIONS",
+    "PAGE_COLUMNS",
+    "PAGE_EVENTS",
+    "SCHEMA_TABLE",
+    "SCHEMA_TABLE_DDL",
+    "SCHEMA_VERSION",
+    "Migration",
+    "StoreError",
+    "pending",
+    "split_rows",
+]
+
+FAILURES: Final = "gracefail_failures"
+PAGE_EVENTS: Final = "gracefail_page_events"
+SCHEMA_TABLE: Final = "gracefail_schema"
+
+FAILURE_COLUMNS: Final = (
+    "time",
+    "incident",
+    "status",
+    "cause",
+    "method",
+    "route",
+    "client",
+    "probe",
+    "upstream",
+    "error_type",
+    "app_ms",
+)
+"""The columns :func:`split_rows` fills for a failure, in its order."""
+
+PAGE_COLUMNS: Final = ("time", "incident", "kind", "attempt", "elapsed_ms", "locale", "status")
+"""The columns :func:`split_rows` fills for a page event, in its order."""
+
+
+class StoreError(Exception):
+    """The store cannot be used as it is (for example a schema newer than this gracefail)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One numbered step of the schema, with its statements for each database."""
+
+    version: int
+    summary: str
+    sqlite: tuple[str, ...]
+    postgresql: tuple[str, ...]
+
+    def statements(self, dialect: Dialect) -> tuple[str, ...]:
+        """The statements of this step for ``dialect``."""
+        return self.sqlite if dialect == "sqlite" else self.postgresql
+
+
+def _tables(id_column: str, real: str, big: str) -> tuple[str, ...]:
+    return (
+        f"""CREATE TABLE {FAILURES} (
+            id {id_column},
+            time {real} NOT NULL,
+            incident TEXT NOT NULL,
+            status INTEGER NOT NULL,
+            cause TEXT NOT NULL,
+            method TEXT NOT NULL,
+            route TEXT,
+            client TEXT NOT NULL,
+            probe INTEGER NOT NULL DEFAULT 0,
+            upstream TEXT,
+            error_type TEXT,
+            app_ms {real}
+        )""",
+        f"""CREATE TABLE {PAGE_EVENTS} (
+            id {id_column},
+            time {real} NOT NULL,
+            incident TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            attempt INTEGER NOT NULL,
+            elapsed_ms {big} NOT NULL,
+            locale TEXT NOT NULL,
+            status INTEGER NOT NULL
+        )""",
+    )
+
+
+_INDEXES: Final = (
+    f"CREATE INDEX gracefail_failures_time ON {FAILURES} (time)",
+    f"CREATE INDEX gracefail_failures_incident ON {FAILURES} (incident)",
+    f"CREATE INDEX gracefail_page_events_time ON {PAGE_EVENTS} (time)",
+    f"CREATE INDEX gracefail_page_events_incident ON {PAGE_EVENTS} (incident, kind)",
+)
+
+MIGRATIONS: Final[tuple[Migration, ...]] = (
+    Migration(
+        1,
+        "failures and page events",
+        _tables("INTEGER PRIMARY KEY", "REAL", "INTEGER"),
+        _tables("BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", "DOUBLE PRECISION", "BIGINT"),
+    ),
+    Migration(2, "indexes for the report", _INDEXES, _INDEXES),
+)
+"""Every step of the schema, oldest first; only ever appended to."""
+
+SCHEMA_VERSION: Final = MIGRATIONS[-1].version
+
+SCHEMA_TABLE_DDL: Final = (
+    f"CREATE TABLE IF NOT EXISTS {SCHEMA_TABLE} "
+    "(version INTEGER PRIMARY KEY, summary TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)"
+)
+
+
+def pending(current: int, where: str) -> tuple[Migration, ...]:
+    """The migrations to apply to a store at ``current``; StoreError if it is newer than us."""
+    if current > SCHEMA_VERSION:
+        raise StoreError(
+            f"gracefail: the store {where} has schema version {current}, newer than this "
+            f"gracefail understands ({SCHEMA_VERSION}); upgrade gracefail"
+        )
+    return tuple(m for m in MIGRATIONS if m.version > current)
+
+
+def _text(value: str | None) -> str | None:
+    # PostgreSQL text cannot hold NUL; nothing legitimate has one.
+    return None if value is None else value.replace("\x00", "")
+
+
+def split_rows(
+    events: Sequence[Event],
+) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+    """A batch as (failure rows, page event rows), in the column orders above."""
+    failures: list[tuple[object, ...]] = []
+    pages: list[tuple[object, ...]] = []
+    for event in events:
+        if isinstance(event, ServerEvent):
+            failures.append(
+                (
+                    event.time,
+                    _text(event.incident),
+                    event.status,
+                    _text(event.cause),
+                    _text(event.method),
+                    _text(event.route),
+                    _text(event.reply_format),
+                    1 if event.probe else 0,
+                    _text(event.upstream),
+                    _text(event.error_type),
+                    event.app_ms,
+                )
+            )
+        elif isinstance(event, ClientEvent):
+            pages.append(
+                (
+                    event.time,
+                    _text(event.incident),
+                    _text(event.kind),
+                    event.attempt,
+                    event.elapsed_ms,
+                    _text(event.locale),
+                    event.status,
+                )
+            )
+    return failures, pages
