@@ -34,7 +34,7 @@ def test_instruments_and_semantic_attributes() -> None:
     for event in [
         ServerEvent(now, "a", 502, "connection", "GET", "/items/{item_id}", "html"),
         ServerEvent(now, "b", 502, "connection", "GET", "/items/{item_id}", "html"),
-        ServerEvent(now, "c", 504, "timeout", "PATCH", None, "json"),
+        ServerEvent(now, "c", 504, "timeout", "PATCH", None, "json", source="gateway"),
         ServerEvent(now, "d", 502, "connection", "GET", "/x", "text", probe=True),
         ClientEvent(now, "a", "shown", 0, 90, "en"),
         ClientEvent(now, "a", "recovered", 2, 4_500, "en"),
@@ -49,10 +49,12 @@ def test_instruments_and_semantic_attributes() -> None:
     assert unit == "{failure}"
     by_attrs = {tuple(sorted(p.attributes.items())): p.value for p in points}
     assert by_attrs == {
-        (("error.type", "connection"), ("http.request.method", "GET"),
-         ("http.response.status_code", 502), ("http.route", "/items/{item_id}")): 2,
-        (("error.type", "timeout"), ("http.request.method", "PATCH"),
-         ("http.response.status_code", 504), ("http.route", "unknown")): 1,
+        (("error.type", "connection"), ("gracefail.source", "app"),
+         ("http.request.method", "GET"), ("http.response.status_code", 502),
+         ("http.route", "/items/{item_id}")): 2,
+        (("error.type", "timeout"), ("gracefail.source", "gateway"),
+         ("http.request.method", "PATCH"), ("http.response.status_code", 504),
+         ("http.route", "unknown")): 1,
     }  # fmt: skip
     [probe] = found["gracefail.probes"][1]
     assert probe.value == 1

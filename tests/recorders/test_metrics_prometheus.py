@@ -50,19 +50,25 @@ def test_exposition_has_the_documented_metrics() -> None:
     recorder = PrometheusRecorder()
     events: list[Event] = [
         fail(), fail(), fail(status=504, cause="timeout"), fail(route=None, method="BREW"),
-        fail(probe=True), beacon("shown"), beacon("shown"), beacon("recovered", 12_500),
-        beacon("recovered", 700), beacon("abandoned"),
+        fail(source="gateway"), fail(source="<script>"), fail(probe=True),
+        beacon("shown"), beacon("shown"), beacon("recovered", 12_500), beacon("recovered", 700),
+        beacon("abandoned"),
     ]  # fmt: skip
     recorder.record(events)
     recorder.record_dropped(7, "queue_full")
     got = samples(recorder.registry)
     total = "gracefail_failures_total"
     assert got[total, labels(status="502", cause="connection", route="/items/{item_id}",
-                             method="GET")] == 2  # fmt: skip
+                             method="GET", source="app")] == 2  # fmt: skip
     assert got[total, labels(status="504", cause="timeout", route="/items/{item_id}",
-                             method="GET")] == 1  # fmt: skip
+                             method="GET", source="app")] == 1  # fmt: skip
     assert got[total, labels(status="502", cause="connection", route="unknown",
-                             method="_OTHER")] == 1  # fmt: skip
+                             method="_OTHER", source="app")] == 1  # fmt: skip
+    assert got[total, labels(status="502", cause="connection", route="/items/{item_id}",
+                             method="GET", source="gateway")] == 1  # fmt: skip
+    # An unknown source cannot mint series.
+    assert got[total, labels(status="502", cause="connection", route="/items/{item_id}",
+                             method="GET", source="_OTHER")] == 1  # fmt: skip
     assert got["gracefail_probes_total", labels(status="502")] == 1
     assert got["gracefail_page_events_total", labels(event="shown")] == 2
     assert got["gracefail_page_events_total", labels(event="recovered")] == 2
@@ -108,7 +114,9 @@ def test_an_injected_registry_shared_by_two_apps_counts_once_each() -> None:
     one.record([fail()])
     two.record([fail()])
     got = samples(registry)
-    key = labels(status="502", cause="connection", route="/items/{item_id}", method="GET")
+    key = labels(
+        status="502", cause="connection", route="/items/{item_id}", method="GET", source="app"
+    )
     assert got["gracefail_failures_total", key] == 2
 
 

@@ -39,7 +39,7 @@ def batch() -> list[Event]:
     return [
         ServerEvent(now, "a", 502, "connection", "GET", "/items/{item_id}", "html"),
         ServerEvent(now, "b", 502, "connection", "GET", "/items/{item_id}", "html"),
-        ServerEvent(now, "c", 504, "timeout", "POST", None, "json"),
+        ServerEvent(now, "c", 504, "timeout", "POST", None, "json", source="gateway"),
         ServerEvent(now, "d", 502, "connection", "GET", "/x", "text", probe=True),
         ClientEvent(now, "a", "shown", 0, 100, "en"),
         ClientEvent(now, "a", "recovered", 2, 12_345, "en"),
@@ -54,8 +54,9 @@ def test_dogstatsd_tags(agent: socket.socket) -> None:
     recorder.close()
     assert lines == sorted([
         "gracefail.failures:2|c|#status:502,cause:connection,method:GET,"
-        "route:/items/{item_id},env:test",
-        "gracefail.failures:1|c|#status:504,cause:timeout,method:POST,route:unknown,env:test",
+        "route:/items/{item_id},source:app,env:test",
+        "gracefail.failures:1|c|#status:504,cause:timeout,method:POST,route:unknown,"
+        "source:gateway,env:test",
         "gracefail.probes:1|c|#status:502,env:test",
         "gracefail.page_events:1|c|#event:shown,env:test",
         "gracefail.page_events:1|c|#event:recovered,env:test",
@@ -72,8 +73,8 @@ def test_plain_statsd_paths_and_dropped_counter(agent: socket.socket) -> None:
     pipeline.close()
     lines = sorted(b"\n".join(receive(agent)).decode().split("\n"))
     assert lines == sorted([
-        "gracefail.failures.502.connection.GET.items_item_id:2|c",
-        "gracefail.failures.504.timeout.POST.unknown:1|c",
+        "gracefail.failures.502.connection.GET.items_item_id.app:2|c",
+        "gracefail.failures.504.timeout.POST.unknown.gateway:1|c",
         "gracefail.probes.502:1|c",
         "gracefail.page_events.shown:1|c",
         "gracefail.page_events.recovered:1|c",
@@ -104,4 +105,6 @@ def test_hostile_label_values_cannot_break_the_protocol(agent: socket.socket) ->
     recorder.record([ServerEvent(time.time(), "a", 502, "x|y", "GET", "/a,b #c\nd:1|c", "html")])
     [line] = b"".join(receive(agent)).decode().split("\n")
     recorder.close()
-    assert line == "gracefail.failures:1|c|#status:502,cause:x_y,method:GET,route:/a_b__c_d:1_c"
+    assert line == (
+        "gracefail.failures:1|c|#status:502,cause:x_y,method:GET,route:/a_b__c_d:1_c,source:app"
+    )

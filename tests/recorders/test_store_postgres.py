@@ -18,14 +18,16 @@ from gracefail.recorders import PostgresRecorder, store_recorder
 from gracefail.recorders.connected import StoreUnavailable
 from gracefail.recorders.schema import MIGRATIONS, SCHEMA_VERSION
 from gracefail.report import generate
-from tests.recorders import scenario
+from tests.recorders import old_schemas, scenario
 from tests.recorders.conftest import PgServer
 
 pytestmark = pytest.mark.integration
 
 
-def failure(n: int) -> ServerEvent:
-    return ServerEvent(time.time(), f"pg-{n}", 502, "connection", "GET", "/r/{id}", "html")
+def failure(n: int, source: str = "app") -> ServerEvent:
+    return ServerEvent(
+        time.time(), f"pg-{n}", 502, "connection", "GET", "/r/{id}", "html", source=source
+    )
 
 
 def count(dsn: str) -> int:
@@ -37,19 +39,25 @@ def count(dsn: str) -> int:
 def test_records_with_the_shared_schema(pg_dsn: str) -> None:
     recorder = store_recorder(pg_dsn)
     assert isinstance(recorder, PostgresRecorder)
-    recorder.record(scenario.events())
+    recorder.record([*scenario.events(), failure(1, source="gateway")])
     recorder.close()
     with psycopg.connect(pg_dsn) as conn:
         versions = [r[0] for r in conn.execute("SELECT version FROM gracefail_schema ORDER BY 1")]
         pages = conn.execute("SELECT COUNT(*) FROM gracefail_page_events").fetchone()
         row = conn.execute(
-            "SELECT incident, status, cause, method, route, client, probe, upstream, app_ms "
-            "FROM gracefail_failures WHERE incident = 'A'"
+            "SELECT incident, status, cause, method, route, client, probe, upstream, app_ms, "
+            "source FROM gracefail_failures WHERE incident = 'A'"
+        ).fetchone()
+        gateway = conn.execute(
+            "SELECT source FROM gracefail_failures WHERE incident = 'pg-1'"
         ).fetchone()
     assert versions == [m.version for m in MIGRATIONS]
     assert versions[-1] == SCHEMA_VERSION
     assert pages == (17,)
-    assert row == ("A", 502, "connection", "GET", "/items/{item_id}", "html", 0, "inventory", 12.5)
+    assert row == (
+        "A", 502, "connection", "GET", "/items/{item_id}", "html", 0, "inventory", 12.5, "app"
+    )  # fmt: skip
+    assert gateway == ("gateway",)
 
 
 def test_instances_starting_together_migrate_once(pg_dsn: str) -> None:
@@ -91,9 +99,35 @@ def test_migrates_v1_and_refuses_a_newer_schema(pg_dsn: str) -> None:
     with psycopg.connect(pg_dsn) as conn:
         versions = [r[0] for r in conn.execute("SELECT version FROM gracefail_schema ORDER BY 1")]
         conn.execute("INSERT INTO gracefail_schema VALUES (99, 'future', 0)")
-    assert versions == [1, 2]
+    assert versions == [m.version for m in MIGRATIONS]
     with pytest.raises(StoreUnavailable, match="schema version 99"):
         PostgresRecorder(pg_dsn).record([failure(2)])
+
+
+def test_opens_a_store_of_the_previous_version_in_place(pg_dsn: str) -> None:
+    with psycopg.connect(pg_dsn) as conn:
+        for statement in old_schemas.POSTGRESQL_V2:
+            conn.execute(statement)
+    recorder = PostgresRecorder(pg_dsn)
+    recorder.record([failure(1, source="gateway"), failure(2)])
+    recorder.close()
+    with psycopg.connect(pg_dsn) as conn:
+        versions = [r[0] for r in conn.execute("SELECT version FROM gracefail_schema ORDER BY 1")]
+        sources: dict[str, str] = dict(
+            conn.execute("SELECT incident, source FROM gracefail_failures").fetchall()
+        )
+        column = conn.execute(
+            "SELECT data_type, is_nullable, column_default FROM information_schema.columns "
+            "WHERE table_name = 'gracefail_failures' AND column_name = 'source'"
+        ).fetchone()
+        old = conn.execute(
+            "SELECT status, cause, route, upstream, app_ms FROM gracefail_failures "
+            "WHERE incident = 'old-1'"
+        ).fetchone()
+    assert versions == [1, 2, 3] == [m.version for m in MIGRATIONS]
+    assert sources == {"old-1": "app", "old-2": "app", "pg-1": "gateway", "pg-2": "app"}
+    assert column == ("text", "NO", "'app'::text")
+    assert old == (504, "timeout", "/items/{item_id}", "inventory", 30000.0)
 
 
 def test_report_is_the_same_as_on_sqlite(pg_dsn: str) -> None:

@@ -26,14 +26,15 @@ from gracefail.recorders.connected import StoreUnavailable
 from gracefail.recorders.schema import MIGRATIONS, SCHEMA_VERSION
 from gracefail.recorders.sqlite import SQLiteRecorder
 from tests.apps import asgi_app
+from tests.recorders import old_schemas
 
 SECRET = "test-secret-0123456789abcdef"
 
 
-def failure(n: int, route: str | None = "/items/{item_id}") -> ServerEvent:
+def failure(n: int, route: str | None = "/items/{item_id}", source: str = "app") -> ServerEvent:
     return ServerEvent(
         time=time.time(), incident=f"inc-{n}", status=502, cause="connection",
-        method="GET", route=route, reply_format="html",
+        method="GET", route=route, reply_format="html", source=source,
     )  # fmt: skip
 
 
@@ -56,21 +57,23 @@ def fast(path: Path, **options: object) -> SQLiteRecorder:
 def test_stores_both_kinds_in_wal_with_a_versioned_schema(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "events.db"
     recorder = SQLiteRecorder(path)
-    recorder.record([failure(1), page(1), page(1, "recovered"), failure(2, route=None)])
+    recorder.record(
+        [failure(1), page(1), page(1, "recovered"), failure(2, route=None, source="gateway")]
+    )
     recorder.close()
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         versions = [row[0] for row in conn.execute("SELECT version FROM gracefail_schema")]
         rows = conn.execute(
-            "SELECT incident, status, cause, method, route, client, probe, upstream "
+            "SELECT incident, status, cause, method, route, client, probe, upstream, source "
             "FROM gracefail_failures ORDER BY id"
         ).fetchall()
         kinds = [r[0] for r in conn.execute("SELECT kind FROM gracefail_page_events ORDER BY id")]
     assert versions == [m.version for m in MIGRATIONS]
     assert versions[-1] == SCHEMA_VERSION
     assert rows == [
-        ("inc-1", 502, "connection", "GET", "/items/{item_id}", "html", 0, None),
-        ("inc-2", 502, "connection", "GET", None, "html", 0, None),
+        ("inc-1", 502, "connection", "GET", "/items/{item_id}", "html", 0, None, "app"),
+        ("inc-2", 502, "connection", "GET", None, "html", 0, None, "gateway"),
     ]
     assert kinds == ["shown", "recovered"]
 
@@ -95,9 +98,72 @@ def test_migrates_an_older_store_keeping_its_rows(tmp_path: Path) -> None:
     with sqlite3.connect(path) as conn:
         versions = [r[0] for r in conn.execute("SELECT version FROM gracefail_schema ORDER BY 1")]
         indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
-    assert versions == [1, 2]
+    assert versions == [m.version for m in MIGRATIONS]
     assert "gracefail_failures_time" in indexes
     assert count(path) == 2
+
+
+def test_opens_a_store_of_the_previous_version_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "v2.db"
+    with sqlite3.connect(path) as conn:
+        for statement in old_schemas.SQLITE_V2:
+            conn.execute(statement)
+    recorder = SQLiteRecorder(path)
+    recorder.record([failure(1, source="gateway"), failure(2), page(1)])
+    recorder.close()
+    with sqlite3.connect(path) as conn:
+        versions = [r[0] for r in conn.execute("SELECT version FROM gracefail_schema ORDER BY 1")]
+        sources = dict(conn.execute("SELECT incident, source FROM gracefail_failures"))
+        old = conn.execute(
+            "SELECT status, cause, route, probe, upstream, error_type, app_ms "
+            "FROM gracefail_failures WHERE incident = 'old-1'"
+        ).fetchone()
+        pages = count(path, "gracefail_page_events")
+        # The new column refuses NULL, as a fresh store's does.
+        with pytest.raises(sqlite3.IntegrityError):
+            conn.execute(
+                "INSERT INTO gracefail_failures (time, incident, status, cause, method, client, "
+                "source) VALUES (1, 'x', 502, 'c', 'GET', 'html', NULL)"
+            )
+    assert versions == [1, 2, 3] == [m.version for m in MIGRATIONS]
+    assert sources == {"old-1": "app", "old-2": "app", "inc-1": "gateway", "inc-2": "app"}
+    assert old == (504, "timeout", "/items/{item_id}", 0, "inventory", "TimeoutError", 30000.0)
+    assert pages == 2
+
+
+@pytest.mark.parametrize("version", range(SCHEMA_VERSION), ids=lambda v: f"from-v{v}")
+def test_every_older_version_upgrades_to_the_latest(tmp_path: Path, version: int) -> None:
+    path = tmp_path / f"v{version}.db"
+    fresh = tmp_path / "fresh.db"
+    with sqlite3.connect(path) as conn:
+        if version:
+            conn.execute(old_schemas.SCHEMA_TABLE)
+        for migration in MIGRATIONS[:version]:
+            for statement in migration.sqlite:
+                conn.execute(statement)
+            conn.execute(
+                "INSERT INTO gracefail_schema VALUES (?, ?, 0)",
+                (migration.version, migration.summary),
+            )
+    for target in (path, fresh):
+        recorder = SQLiteRecorder(target)
+        recorder.record([failure(1, source="worker")])
+        recorder.close()
+
+    def shape(db: Path) -> tuple[list[tuple[object, ...]], ...]:
+        with sqlite3.connect(db) as conn:
+            tables = [
+                tuple(row[1:])  # name, type, notnull, default, pk
+                for table in ("gracefail_failures", "gracefail_page_events")
+                for row in conn.execute(f"PRAGMA table_info({table})")
+            ]
+            indexes = sorted(
+                conn.execute("SELECT name, tbl_name FROM sqlite_master WHERE type = 'index'")
+            )
+            versions = list(conn.execute("SELECT version, summary FROM gracefail_schema"))
+        return tables, indexes, versions
+
+    assert shape(path) == shape(fresh)
 
 
 def test_refuses_a_newer_schema(tmp_path: Path) -> None:

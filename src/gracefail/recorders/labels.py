@@ -9,9 +9,11 @@ from typing import Final
 
 __all__ = [
     "DROP_REASONS",
+    "SOURCES",
     "TIME_TO_RECOVERY_BUCKETS",
     "UNKNOWN_ROUTE",
     "label_method",
+    "label_source",
 ]
 
 DROP_REASONS: Final = ("queue_full", "recorder_error")
@@ -19,6 +21,9 @@ DROP_REASONS: Final = ("queue_full", "recorder_error")
 
 UNKNOWN_ROUTE: Final = "unknown"
 """The route label of a failure whose framework did not say which route matched."""
+
+SOURCES: Final = ("app", "gateway", "worker")
+"""Where a failure was served from: the middleware, ``gracefail serve``, the service worker."""
 
 TIME_TO_RECOVERY_BUCKETS: Final = (
     1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0,
@@ -33,8 +38,14 @@ quantiles Prometheus and an OpenTelemetry backend compute agree.
 _METHODS: Final = frozenset(
     ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE")
 )
+_SOURCES: Final = frozenset(SOURCES)
 
 
 def label_method(method: str) -> str:
     """The method as a bounded label value (``_OTHER`` for anything unusual)."""
     return method if method in _METHODS else "_OTHER"
+
+
+def label_source(source: str) -> str:
+    """The source as a bounded label value (``_OTHER`` for anything but app/gateway/worker)."""
+    return source if source in _SOURCES else "_OTHER"

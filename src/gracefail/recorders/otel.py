@@ -4,8 +4,9 @@ Instruments (the same as the Prometheus recorder's; an OTel-to-Prometheus
 exporter turns them into the same metric names):
 
 * ``gracefail.failures`` counter: failure replies to users, with
-  ``http.response.status_code``, ``http.route``, ``http.request.method`` and
-  ``error.type`` (gracefail's cause: timeout, connection, protocol, ...).
+  ``http.response.status_code``, ``http.route``, ``http.request.method``,
+  ``error.type`` (gracefail's cause: timeout, connection, protocol, ...) and
+  ``gracefail.source`` (``app``, ``gateway`` or ``worker``).
 * ``gracefail.probes`` counter: failure replies to the page's own probes.
 * ``gracefail.page_events`` counter, attribute ``gracefail.event``.
 * ``gracefail.time_to_recovery`` histogram (unit ``s``).
@@ -32,7 +33,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from .._version import __version__
 from ..events import ClientEvent, Event, ServerEvent
-from .labels import TIME_TO_RECOVERY_BUCKETS, UNKNOWN_ROUTE, label_method
+from .labels import TIME_TO_RECOVERY_BUCKETS, UNKNOWN_ROUTE, label_method, label_source
 
 __all__ = ["OpenTelemetryRecorder"]
 
@@ -93,6 +94,7 @@ class OpenTelemetryRecorder:
                         "http.route": event.route or UNKNOWN_ROUTE,
                         "http.request.method": label_method(event.method),
                         "error.type": event.cause,
+                        "gracefail.source": label_source(event.source),
                     },
                 )
             elif isinstance(event, ClientEvent):

@@ -2,7 +2,8 @@
 
 Metrics:
 
-* ``gracefail_failures_total{status,cause,route,method}``: failure replies to users.
+* ``gracefail_failures_total{status,cause,route,method,source}``: failure replies to users
+  (``source``: ``app``, ``gateway`` or ``worker``, where the reply was served from).
 * ``gracefail_probes_total{status}``: failure replies to the page's own probes.
 * ``gracefail_page_events_total{event}``: beacons by kind (shown, retry, recovered, ...).
 * ``gracefail_time_to_recovery_seconds``: histogram of the page's measured time to recovery.
@@ -53,6 +54,7 @@ from .labels import (
     TIME_TO_RECOVERY_BUCKETS,
     UNKNOWN_ROUTE,
     label_method,
+    label_source,
 )
 
 __all__ = ["DEFAULT_BUCKETS", "PrometheusRecorder", "multiprocess_dir"]
@@ -85,7 +87,7 @@ def _metrics(registry: CollectorRegistry, buckets: Sequence[float]) -> _Metrics:
             failures=Counter(
                 "gracefail_failures",
                 "Failure replies (502/504) gracefail served to users' requests.",
-                ("status", "cause", "route", "method"),
+                ("status", "cause", "route", "method", "source"),
                 registry=registry,
             ),
             probes=Counter(
@@ -162,6 +164,7 @@ class PrometheusRecorder:
                         event.cause,
                         event.route or UNKNOWN_ROUTE,
                         label_method(event.method),
+                        label_source(event.source),
                     ).inc()
             elif isinstance(event, ClientEvent):
                 metrics.page_events.labels(event.kind).inc()

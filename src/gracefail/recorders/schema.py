@@ -46,6 +46,7 @@ FAILURE_COLUMNS: Final = (
     "upstream",
     "error_type",
     "app_ms",
+    "source",
 )
 """The columns :func:`split_rows` fills for a failure, in its order."""
 
@@ -107,6 +108,12 @@ _INDEXES: Final = (
     f"CREATE INDEX gracefail_page_events_incident ON {PAGE_EVENTS} (incident, kind)",
 )
 
+# Rows written before sources existed were all served by the middleware, hence the
+# default. Both databases add such a column without rewriting the table (SQLite
+# edits only the schema; PostgreSQL 11+ keeps a constant default in the catalog),
+# so upgrading a large store is instant.
+_SOURCE: Final = (f"ALTER TABLE {FAILURES} ADD COLUMN source TEXT NOT NULL DEFAULT 'app'",)
+
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(
         1,
@@ -115,6 +122,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         _tables("BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", "DOUBLE PRECISION", "BIGINT"),
     ),
     Migration(2, "indexes for the report", _INDEXES, _INDEXES),
+    Migration(3, "failures: source (app, gateway, worker)", _SOURCE, _SOURCE),
 )
 """Every step of the schema, oldest first; only ever appended to."""
 
@@ -162,6 +170,7 @@ def split_rows(
                     _text(event.upstream),
                     _text(event.error_type),
                     event.app_ms,
+                    _text(event.source),
                 )
             )
         elif isinstance(event, ClientEvent):

@@ -41,7 +41,7 @@ __all__ = ["SQLiteRecorder", "migrate_sqlite"]
 # Rows go in as multi-row INSERTs: one statement (one sqlite3_step, one release
 # of the GIL) per chunk instead of one per row, so a busy request thread cannot
 # starve the writer between rows. Chunks are powers of two up to 256 rows, so
-# each table needs at most 9 prepared statements (11 columns x 256 rows stays far
+# each table needs at most 9 prepared statements (12 columns x 256 rows stays far
 # below SQLite's limit of 32766 bound variables).
 _MAX_CHUNK: Final = 256
 

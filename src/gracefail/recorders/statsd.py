@@ -3,13 +3,15 @@
 Counters are summed per batch and packed several lines to a datagram (at most
 ``max_packet`` bytes). With ``dogstatsd=True`` dimensions are tags::
 
-    gracefail.failures:3|c|#status:502,cause:timeout,method:GET,route:/items/{id}
+    gracefail.failures:3|c|#status:502,cause:timeout,method:GET,route:/items/{id},source:app
     gracefail.page_events:1|c|#event:recovered
     gracefail.time_to_recovery:12840|ms
     gracefail.events_dropped:20|c|#reason:queue_full
 
 and with plain StatsD they become path segments
-(``gracefail.failures.502.timeout.GET.items_id:3|c``, ``gracefail.page_events.recovered:1|c``).
+(``gracefail.failures.502.timeout.GET.items_id.app:3|c``,
+``gracefail.page_events.recovered:1|c``). ``source`` (``app``, ``gateway``, ``worker``)
+comes last, so queries on the leading segments keep working.
 
 Example::
 
@@ -27,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from ..events import ClientEvent, Event, ServerEvent
-from .labels import UNKNOWN_ROUTE, label_method
+from .labels import UNKNOWN_ROUTE, label_method, label_source
 
 __all__ = ["StatsdRecorder"]
 
@@ -107,6 +109,7 @@ class StatsdRecorder:
                     ("cause", event.cause),
                     ("method", label_method(event.method)),
                     ("route", event.route or UNKNOWN_ROUTE),
+                    ("source", label_source(event.source)),
                 )
                 counts["failures", dims] += 1
             elif isinstance(event, ClientEvent):
