@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.apps.common import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -38,13 +40,6 @@ def require_binary(path: str, how: str) -> str:
     require(found is not None, path, how)
     assert found is not None
     return found
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def wait_for_port(
@@ -96,14 +91,21 @@ def start_server(
 
 @pytest.fixture(scope="session", autouse=True)
 def _event_store_outside_the_checkout(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Apps built with the default store write here, not to ./gracefail.sqlite3."""
-    previous = os.environ.get("GRACEFAIL_DB")
-    os.environ["GRACEFAIL_DB"] = str(tmp_path_factory.mktemp("store") / "events.sqlite3")
+    """Apps built with the default store write here, not to ./gracefail.sqlite3; and they
+    record although pytest runs (the suite checks what reaches the store; the default
+    off-under-tests is tested on its own, in tests/adapters/test_newcomer.py)."""
+    values = {
+        "GRACEFAIL_DB": str(tmp_path_factory.mktemp("store") / "events.sqlite3"),
+        "GRACEFAIL_RECORD_IN_TESTS": "1",
+    }
+    previous = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
     yield
-    if previous is None:
-        os.environ.pop("GRACEFAIL_DB", None)
-    else:
-        os.environ["GRACEFAIL_DB"] = previous
+    for name, value in previous.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""What every conformance test app shares: the failures its views raise, and helpers.
+"""What the test apps and the tests that drive them share: routes, failures, requests, recorders.
 
 Each app (Starlette, FastAPI, Flask, Werkzeug, Django sync and async) has the same
 routes, so one scenario table can drive them all:
@@ -24,26 +24,43 @@ import http.client
 import json
 import os
 import socket
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from gracefail import UpstreamError
 from gracefail.events import ClientEvent, Event, ServerEvent
+from gracefail.tokens import TokenSigner
 
 SECRET = "test-secret-0123456789abcdef"
 APP_500 = "the app's own 500 page"
 HANDLED = "the app handled it"
 STREAM_CHUNKS = 5
 
+# The request headers of the three kinds of client gracefail tells apart.
+NAV = {
+    "accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+    "sec-fetch-mode": "navigate",
+    "sec-fetch-dest": "document",
+}
+API = {"accept": "application/json"}
+CURL = {"accept": "*/*", "user-agent": "curl/8.0"}
+
+# What the page's script sends with a beacon.
+BEACON = {"content-type": "text/plain;charset=UTF-8", "sec-fetch-site": "same-origin"}
+
 
 class AppHandled(ConnectionError):
     """An upstream-looking failure the app handles itself (its handler must win)."""
 
 
-def closed_port() -> int:
+def free_port() -> int:
+    """A loopback port nothing listens on (bound, read, closed): for a server to come, or to
+    be refused on."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -52,7 +69,7 @@ def closed_port() -> int:
 
 def _connection_refused() -> BaseException:
     try:
-        socket.create_connection(("127.0.0.1", closed_port()), timeout=2).close()
+        socket.create_connection(("127.0.0.1", free_port()), timeout=2).close()
     except OSError as exc:
         return exc
     return RuntimeError("a closed port accepted a connection")
@@ -60,7 +77,7 @@ def _connection_refused() -> BaseException:
 
 def _httpx_connect() -> BaseException:
     try:
-        httpx.get(f"http://127.0.0.1:{closed_port()}/", timeout=2)
+        httpx.get(f"http://127.0.0.1:{free_port()}/", timeout=2)
     except httpx.HTTPError as exc:
         return exc
     return RuntimeError("a closed port answered")
@@ -162,6 +179,29 @@ async def aapp_body(code: int) -> AsyncIterator[bytes]:
     yield b"in two parts"
 
 
+def beacon_body(kind: str = "shown", token: str | None = None, **extra: Any) -> bytes:
+    """A beacon as the page sends it, for incident ``incident-1`` (a 502) unless ``token``."""
+    token = token or TokenSigner(SECRET, 3600).sign("incident-1", 502)
+    data = {"token": token, "kind": kind, "attempt": 0, "elapsed_ms": 1200, "locale": "en"}
+    return json.dumps({**data, **extra}).encode()
+
+
+def asgi_client(app: Any, raise_app_exceptions: bool = False) -> httpx.AsyncClient:
+    """An httpx client calling an ASGI app in process."""
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=raise_app_exceptions)
+    return httpx.AsyncClient(transport=transport, base_url="http://testserver")
+
+
+def find(node: Any, cls: type, *links: str) -> Any:
+    """The ``cls`` instance in a chain of wrapped apps or middleware, followed by ``links``."""
+    for _ in range(30):
+        node = getattr(node, "__wrapped__", node)
+        if isinstance(node, cls):
+            return node
+        node = next((getattr(node, n) for n in links if getattr(node, n, None) is not None), None)
+    raise LookupError(f"no {cls.__name__} in this stack")
+
+
 class ListRecorder:
     """A real Recorder that keeps events in memory."""
 
@@ -175,32 +215,63 @@ class ListRecorder:
         pass
 
 
-class JsonlRecorder:
-    """A real Recorder appending one JSON line per event (read by tests of real servers)."""
+class JsonLog:
+    """Appends one JSON object per line; threads and processes may share the file (each line
+    is one ``O_APPEND`` write)."""
 
-    def __init__(self, path: str) -> None:
-        self.path = Path(path)
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._lock = threading.Lock()
+
+    def write(self, record: dict[str, Any]) -> None:
+        line = (json.dumps(record, separators=(",", ":")) + "\n").encode()
+        with self._lock:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, line)
+            finally:
+                os.close(fd)
+
+
+class JsonlRecorder:
+    """A real Recorder writing each event as a JSON line (``"type": "server"`` or ``"client"``,
+    with the writing process's ``pid``): how tests read what a real server recorded."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.log = JsonLog(path)
 
     def record(self, events: Sequence[Event]) -> None:
-        with self.path.open("a", encoding="utf-8") as out:
-            for event in events:
-                data = dataclasses.asdict(event)
-                data["type"] = "server" if isinstance(event, ServerEvent) else "client"
-                out.write(json.dumps(data) + "\n")
+        for event in events:
+            kind = "client" if isinstance(event, ClientEvent) else "server"
+            self.log.write({"type": kind, "pid": os.getpid(), **dataclasses.asdict(event)})
 
     def close(self) -> None:
         pass
 
 
+def read_records(path: str | Path) -> list[dict[str, Any]]:
+    """Every complete line of a :class:`JsonLog` (none if the file is not there yet)."""
+    try:
+        text = Path(path).read_text("utf-8")
+    except FileNotFoundError:
+        return []
+    records = []
+    for line in text.splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:  # the line being written right now
+            continue
+    return records
+
+
 def read_jsonl(path: str | Path) -> list[Event]:
+    """The events a :class:`JsonlRecorder` wrote, as events."""
     events: list[Event] = []
-    file = Path(path)
-    if not file.exists():
-        return events
-    for line in file.read_text(encoding="utf-8").splitlines():
-        data = json.loads(line)
+    for data in read_records(path):
         kind = data.pop("type")
-        events.append(ServerEvent(**data) if kind == "server" else ClientEvent(**data))
+        data.pop("pid", None)
+        if kind in ("server", "client"):
+            events.append(ServerEvent(**data) if kind == "server" else ClientEvent(**data))
     return events
 
 

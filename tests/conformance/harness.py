@@ -22,15 +22,9 @@ import httpx
 import pytest
 
 from tests.apps import common
+from tests.apps.common import find
 from tests.conftest import start_server, stop
 
-NAV = {
-    "accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
-    "sec-fetch-mode": "navigate",
-    "sec-fetch-dest": "document",
-}
-API = {"accept": "application/json"}
-CURL = {"accept": "*/*", "user-agent": "curl/8.0"}
 DJANGO_SETTINGS = "tests.apps.django_project.settings"
 
 
@@ -89,8 +83,7 @@ class Client:
 def _asgi_send(app: Any) -> Callable[[httpx.Request], httpx.Response]:
     def send(request: httpx.Request) -> httpx.Response:
         async def go() -> httpx.Response:
-            transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-            async with httpx.AsyncClient(transport=transport) as client:
+            async with common.asgi_client(app) as client:
                 return await client.send(request)
 
         return asyncio.run(go())
@@ -111,16 +104,6 @@ def _flushed(
         return list(recorder.events)
 
     return events
-
-
-def find(node: Any, cls: type, *links: str) -> Any:
-    """The ``cls`` instance in a chain of wrapped apps or middleware."""
-    for _ in range(30):
-        node = getattr(node, "__wrapped__", node)
-        if isinstance(node, cls):
-            return node
-        node = next((getattr(node, n) for n in links if getattr(node, n, None) is not None), None)
-    raise LookupError(f"no {cls.__name__} in this stack")
 
 
 # -- in-process builders: options -> Client ----------------------------------------------

@@ -10,7 +10,9 @@ what that framework does instead.
 
 from __future__ import annotations
 
+import http
 import json
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,23 +22,17 @@ import httpx
 import pytest
 
 from gracefail.events import ClientEvent, ServerEvent
-from gracefail.tokens import TokenSigner
 from tests.apps import common
-from tests.conformance.harness import (
-    ADAPTERS,
-    API,
-    CURL,
-    NAV,
-    Adapter,
-    Client,
-    Result,
-    in_process,
-    real_server,
-)
-from tests.conftest import free_port
+from tests.apps.common import API, BEACON, CURL, NAV, beacon_body, free_port
+from tests.conformance.harness import ADAPTERS, Adapter, Client, Result, in_process, real_server
 
 Check = Callable[[Result, Adapter], None]
 EventCheck = Callable[[list[Any], Result, Adapter], None]
+FollowUp = Callable[[Client, Result, Adapter], None]
+# A real server's recorder writes every 0.2 s: what it has not written this long after a
+# request, it did not record.
+SETTLE = 0.5
+STATUS_PAGE = "https://status.example.com"
 UPSTREAM = ("upstream-502", "upstream-504", "timeout", "connection-refused", "httpx-connect",
             "httpx-read-timeout", "protocol", "status-503", "chained")  # fmt: skip
 CAUSES = {
@@ -69,6 +65,7 @@ class Scenario:
     options: dict[str, Any] = field(default_factory=dict)
     server: bool = False  # also run through the real server
     applies: Callable[[Adapter], bool] = lambda adapter: True
+    follow_up: FollowUp | None = None  # further requests once the row's checks passed
 
 
 # -- expectations ---------------------------------------------------------------------------
@@ -79,7 +76,12 @@ def _server_events(events: list[Any]) -> list[ServerEvent]:
 
 
 def page(
-    status: int, cause: str, kind: str = "html", route: bool = True, debug: bool = False
+    status: int,
+    cause: str,
+    kind: str = "html",
+    route: bool = True,
+    debug: bool = False,
+    method: str = "GET",
 ) -> tuple[Check, EventCheck]:
     """gracefail's reply: headers of the contract, body of ``kind``, one event."""
 
@@ -93,21 +95,29 @@ def page(
         assert headers["vary"] == "Accept, Accept-Language"
         assert result.incident
         if kind == "html" and result.body:
-            assert "default-src 'none'" in headers["content-security-policy"]
+            csp = headers["content-security-policy"]
+            assert "default-src 'none'" in csp
+            assert "script-src 'sha256-" in csp, "the inline script is allowed by its hash"
+            assert "connect-src 'self'" in csp, "the probes and beacons go to this origin"
             assert result.incident in result.text
             assert len(result.body) < 16 * 1024
         if kind == "json":
             body = json.loads(result.body)
             assert (body["status"], body["incident"]) == (status, result.incident)
+            assert body["title"] == http.HTTPStatus(status).phrase
+            assert body["retry_after"] == 5
+            assert {"type", "title", "detail", "instance", "status_page"} <= set(body)
             assert debug or "payments" not in result.text, "upstream names stay hidden"
         if kind == "text":
             assert result.text.startswith(f"{status} ")
+            assert len(result.text.splitlines()) < 10, "a few lines for a terminal"
 
     def events(found: list[Any], result: Result, adapter: Adapter) -> None:
         mine = [e for e in _server_events(found) if e.incident == result.incident]
         assert len(mine) == 1
         [event] = mine
         assert (event.status, event.cause, event.reply_format) == (status, cause, kind)
+        assert (event.method, event.probe) == (method, False)
         if route:
             assert event.route == adapter.route
 
@@ -169,15 +179,6 @@ def _also(base: tuple[Check, EventCheck], extra: Check) -> tuple[Check, EventChe
     return check, base[1]
 
 
-def beacon_body(kind: str = "shown", token: str | None = None, **extra: Any) -> bytes:
-    token = token or TokenSigner(common.SECRET, 3600).sign("incident-1", 502)
-    data = {"token": token, "kind": kind, "attempt": 0, "elapsed_ms": 1200, "locale": "en"}
-    return json.dumps({**data, **extra}).encode()
-
-
-BEACON = {"content-type": "text/plain;charset=UTF-8", "sec-fetch-site": "same-origin"}
-
-
 def beacon(status: int) -> tuple[Check, EventCheck]:
     def check(result: Result, adapter: Adapter) -> None:
         assert result.raised is None
@@ -187,13 +188,12 @@ def beacon(status: int) -> tuple[Check, EventCheck]:
             assert result.text.strip(), "a refusal says why"
 
     def events(found: list[Any], result: Result, adapter: Adapter) -> None:
-        clients = [e for e in found if isinstance(e, ClientEvent)]
         if status == 204:
-            assert [(e.incident, e.kind, e.elapsed_ms) for e in clients][-1:] == [
-                ("incident-1", "recovered", 1200)
+            assert [(type(e), e.incident, e.kind, e.elapsed_ms, e.status) for e in found] == [
+                (ClientEvent, "incident-1", "recovered", 1200, 502)
             ]
         else:
-            assert clients == []
+            assert found == [], "a refused beacon records nothing"
 
     return check, events
 
@@ -211,11 +211,14 @@ def _scenarios() -> Iterator[Scenario]:
     yield Scenario("json-upstream-504", "GET", "/fail/upstream-504", API,
                    *page(504, "upstream_error", "json"), server=True)  # fmt: skip
     yield Scenario("curl-connection", "GET", "/fail/connection-refused", CURL,
-                   *page(502, "connection", "text"))  # fmt: skip
+                   *_also(page(502, "connection", "text"), _status_page),
+                   options={"status_page_url": STATUS_PAGE})  # fmt: skip
     yield Scenario("head", "HEAD", "/fail/connection-refused", NAV,
-                   *_also(page(502, "connection"), _empty_with_length), server=True)  # fmt: skip
+                   *_also(page(502, "connection", method="HEAD"), _empty_with_length),
+                   server=True, follow_up=_head_matches_get)  # fmt: skip
     yield Scenario("post", "POST", "/fail/upstream-502", NAV,
-                   *_also(page(502, "upstream_error"), _unsafe_page), content=b"q=1")  # fmt: skip
+                   *_also(page(502, "upstream_error", method="POST"), _unsafe_page),
+                   content=b"q=1")  # fmt: skip
     yield Scenario("debug-detail", "GET", "/fail/upstream-504", API,
                    *_also(page(504, "upstream_error", "json", debug=True), _debug_detail),
                    options={"debug": True})  # fmt: skip
@@ -224,7 +227,11 @@ def _scenarios() -> Iterator[Scenario]:
     yield Scenario("request-id", "GET", "/fail/upstream-502",
                    {**CURL, "x-request-id": "req-123.abc_D"},
                    *_also(page(502, "upstream_error", "text"), _request_id))  # fmt: skip
+    yield Scenario("request-id-unsafe", "GET", "/fail/upstream-502",
+                   {**CURL, "x-request-id": "<script>x</script>"},
+                   *_also(page(502, "upstream_error", "text"), _unsafe_request_id))  # fmt: skip
     yield Scenario("happy", "GET", "/ok", NAV, *untouched(200, "hello"), server=True)
+    yield Scenario("no-route-404", "GET", "/nothing", API, *untouched(404, ""))
     yield Scenario("app-502-nav", "GET", "/app-status/502", NAV, *replaced(502), server=True)
     yield Scenario("app-504-nav-streamed", "GET", "/app-status/504?stream=1", NAV, *replaced(504))
     yield Scenario("app-502-api", "GET", "/app-status/502", API,
@@ -232,6 +239,8 @@ def _scenarios() -> Iterator[Scenario]:
     yield Scenario("app-504-api-replaced", "GET", "/app-status/504", API,
                    *replaced(504, "json"), options={"replace_api_responses": True})  # fmt: skip
     yield Scenario("app-500-nav", "GET", "/app-status/500", NAV, *untouched(500, "app said 500"))
+    yield Scenario("app-500-nav-streamed", "GET", "/app-status/500?stream=1", NAV,
+                   *untouched(500, "app said 500, in two parts"))  # fmt: skip
     yield Scenario("app-503-nav", "GET", "/app-status/503", NAV, *untouched(503, "app said 503"))
     yield Scenario("bug", "GET", "/fail/bug", NAV, not_ours(KeyError), no_events, server=True)
     yield Scenario("client-404-is-not-upstream", "GET", "/fail/client-404", NAV,
@@ -244,13 +253,18 @@ def _scenarios() -> Iterator[Scenario]:
     yield Scenario("failure-before-first-chunk", "GET", "/early", NAV, _early, _early_events)
     yield Scenario("timeout", "GET", "/slow", NAV, *page(504, "app_timeout", route=False),
                    options={"timeout": 0.3}, applies=lambda a: a.timeout)  # fmt: skip
+    foreign = {"content-type": "text/plain", "origin": "https://evil.example"}
     beacons = [
         ("valid", "POST", beacon_body("recovered"), BEACON, 204),
         ("get", "GET", None, {}, 405),
         ("too-large", "POST", b"x" * 5000, BEACON, 413),
         ("not-json", "POST", b"{nope", BEACON, 400),
+        ("not-object", "POST", b"[]", BEACON, 400),
+        ("unknown-kind", "POST", beacon_body("exploded"), BEACON, 400),
+        ("extra-key", "POST", beacon_body(extra_key=1), BEACON, 400),
         ("forged", "POST", beacon_body(token="1~x~502~" + "A" * 22), BEACON, 403),
         ("cross-site", "POST", beacon_body(), {**BEACON, "sec-fetch-site": "cross-site"}, 403),
+        ("foreign-origin", "POST", beacon_body(), foreign, 403),
         ("content-type", "POST", beacon_body(), {"content-type": "image/png"}, 415),
     ]
     for name, method, body, headers, status in beacons:
@@ -265,6 +279,19 @@ def _empty_with_length(result: Result, adapter: Adapter) -> None:
     assert int(result.headers["content-length"]) > 1000, "HEAD: the GET's length, no body"
 
 
+def _head_matches_get(client: Client, head: Result, adapter: Adapter) -> None:
+    """HEAD answers the GET's headers: the same type and length, with no body."""
+    get = client.request("GET", "/fail/connection-refused", NAV)
+    assert get.status == head.status
+    assert get.headers["content-type"] == head.headers["content-type"]
+    assert get.headers["content-length"] == head.headers["content-length"]
+    assert len(get.body) == int(get.headers["content-length"])
+
+
+def _status_page(result: Result, adapter: Adapter) -> None:
+    assert STATUS_PAGE in result.text
+
+
 def _unsafe_page(result: Result, adapter: Adapter) -> None:
     assert '"safe":false' in result.text
     assert 'http-equiv="refresh"' not in result.text, "never refresh a POST"
@@ -276,6 +303,13 @@ def _debug_detail(result: Result, adapter: Adapter) -> None:
 
 def _request_id(result: Result, adapter: Adapter) -> None:
     assert result.incident == "req-123.abc_D"
+
+
+def _unsafe_request_id(result: Result, adapter: Adapter) -> None:
+    """A request id that could carry markup is not reused as the incident id."""
+    assert result.incident
+    assert "<" not in result.incident
+    assert "<script>" not in result.text
 
 
 def _probe_event(found: list[Any], result: Result, adapter: Adapter) -> None:
@@ -317,17 +351,30 @@ SCENARIOS = list(_scenarios())
 
 
 def _run(client: Client, scenario: Scenario, adapter: Adapter, server: bool) -> None:
+    # A real server's log holds every earlier row's events: this row's are those after it.
+    before = len(client.events(lambda found: True)) if server else 0
     result = client.request(scenario.method, scenario.path, scenario.headers, scenario.content)
     scenario.check(result, adapter)
-    if server:
-        if result.incident is not None:
-            scenario.events(
-                client.events(lambda found: any(e.incident == result.incident for e in found)),
-                result,
-                adapter,
-            )
+    if scenario.follow_up is not None:
+        scenario.follow_up(client, result, adapter)
+    if not server:
+        scenario.events(client.events(), result, adapter)
         return
-    scenario.events(client.events(), result, adapter)
+    # A real server records a moment later. Wait until the row's event check holds on what
+    # came since, and not before SETTLE: a row that expects no event (or exactly one) has
+    # then given any other event the time to show up, so its check can fail.
+    settled = time.monotonic() + SETTLE
+
+    def holds(found: list[Any]) -> bool:
+        if time.monotonic() < settled:
+            return False
+        try:
+            scenario.events(found[before:], result, adapter)
+        except AssertionError:
+            return False
+        return True
+
+    scenario.events(client.events(holds)[before:], result, adapter)
 
 
 @pytest.mark.parametrize(
