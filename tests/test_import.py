@@ -25,6 +25,8 @@ FORBIDDEN = (
     "requests",
     "aiohttp",
     "urllib3",
+    "httpcore",
+    "yarl",
     "grpc",
     "prometheus_client",
     "opentelemetry",
