@@ -1,7 +1,8 @@
 """The page's script and RetryPolicy.delay_bounds draw waits from the same intervals.
 
-recover.js runs whole under node, in a small harness that fakes the DOM it touches
-(no timer ever fires, no request is made); its ``window.gracefail.delayBounds`` is then
+recover.js runs whole under node, both as written and as the page inlines it (minified),
+in a small harness that fakes the DOM it touches (no timer ever fires, no request is
+made); its ``window.gracefail.delayBounds`` is then
 called for n = 0..12 with several policies, and with none (the page's own config), and
 compared with :meth:`gracefail.RetryPolicy.delay_bounds`. In CI (``CI=true``) a missing
 node fails; elsewhere it skips.
@@ -14,6 +15,7 @@ import math
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
@@ -95,8 +97,24 @@ def node() -> str:
     return found
 
 
-def run_script(config: dict[str, Any], cases: list[dict[str, Any]]) -> list[list[float]]:
-    script = (resources.files("gracefail") / "assets" / "recover.js").read_text("utf-8")
+def source_script() -> str:
+    return (resources.files("gracefail") / "assets" / "recover.js").read_text("utf-8")
+
+
+def inlined_script() -> str:
+    """The script exactly as the page carries it."""
+    from gracefail.config import Config
+    from gracefail.render import Renderer
+
+    return Renderer(Config(secret="x" * 32, recorders=[])).js
+
+
+SCRIPTS = [pytest.param(source_script, id="source"), pytest.param(inlined_script, id="inlined")]
+
+
+def run_script(
+    script: str, config: dict[str, Any], cases: list[dict[str, Any]]
+) -> list[list[float]]:
     payload = json.dumps({"script": script, "config": json.dumps(config), "cases": cases})
     done = subprocess.run(
         [node(), "-e", HARNESS],
@@ -128,14 +146,15 @@ def same(js: list[float], py: tuple[float, float]) -> bool:
     )
 
 
+@pytest.mark.parametrize("script", SCRIPTS)
 @pytest.mark.parametrize("page_policy", [RetryPolicy(), POLICIES[2]], ids=["default", "other"])
-def test_delay_bounds_match_python(page_policy: RetryPolicy) -> None:
+def test_delay_bounds_match_python(page_policy: RetryPolicy, script: Callable[[], str]) -> None:
     cases: list[dict[str, Any]] = [
         {"n": n, "policy": policy.to_script()} for policy in POLICIES for n in ATTEMPTS
     ]
     # Without an explicit policy the script uses the page's own (RetryPolicy.to_script()).
     cases += [{"n": n, "policy": None} for n in ATTEMPTS]
-    got = run_script(page_config(page_policy), cases)
+    got = run_script(script(), page_config(page_policy), cases)
     expected = [policy.delay_bounds(n) for policy in POLICIES for n in ATTEMPTS]
     expected += [page_policy.delay_bounds(n) for n in ATTEMPTS]
     wrong = [
@@ -144,3 +163,12 @@ def test_delay_bounds_match_python(page_policy: RetryPolicy) -> None:
         if not same(js, py)
     ]
     assert not wrong, f"JavaScript and Python disagree (case, js, python): {wrong[:5]}"
+
+
+def test_the_page_inlines_a_minified_script() -> None:
+    """Comments and indentation are for the reader of recover.js, not the page's 16 KB."""
+    source, inlined = source_script(), inlined_script()
+    assert "/*" in source
+    assert "/*" not in inlined
+    assert "\n  " not in inlined
+    assert len(inlined) < 0.7 * len(source)

@@ -20,6 +20,7 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 import jinja2
+import rjsmin  # type: ignore[import-untyped]  # ships no type hints
 from markupsafe import Markup
 
 from .classify import Failure
@@ -119,9 +120,17 @@ def safe_url(path: str, query: str) -> str:
     return f"{url}?{query}" if query else url
 
 
-def _compact_js(source: str) -> str:
-    lines = (line.strip() for line in source.splitlines())
-    return "\n".join(line for line in lines if line and not line.startswith("//"))
+def _minify_js(source: str) -> str:
+    """The script as the page inlines it: recover.js is written to be read, not shipped.
+
+    rjsmin only drops comments and whitespace (names stay), and its output is a pure
+    function of the source, so the CSP hash (taken from the rendered page) is stable.
+    """
+    minified: str = rjsmin.jsmin(source)
+    if "</" in minified or "<!--" in minified:
+        # Either would end or confuse the inline <script> block.
+        raise ValueError("recover.js must not contain '</' or '<!--'")
+    return minified
 
 
 def _compact_css(source: str) -> str:
@@ -165,7 +174,7 @@ class Renderer:
         self.strict = strict
         self.locales = load_locales()
         self.css = _compact_css(f":root{{--gf-accent:{config.brand.color}}}\n" + _asset("page.css"))
-        self.js = _compact_js(_asset("recover.js"))
+        self.js = _minify_js(_asset("recover.js"))
         self._connect_src = " ".join(filter(None, ["'self'", _origin(config.status_api_url)]))
         self.pages: dict[tuple[int, str, bool], PageBody] = {}
         self._texts: dict[tuple[int, str, bool], Slotted] = {}

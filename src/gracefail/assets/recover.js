@@ -1,298 +1,535 @@
-// gracefail recover.js: retries with backoff, reports through beacons, shows live status.
-// Reads the JSON in #gf-config (built by render.py). Strings are cfg.t.js_* from the locale:
-// js_checking, js_still, js_offline, js_online, js_back, js_service_back, js_gave_up;
-// js_next ("{s}" = whole seconds left), js_status ("{s}" = status description),
-// js_affected ("{s}" = comma-separated component names).
-// render.py compacts this file line by line (strips indentation, drops blank and "//" lines):
-// comments only on lines of their own, a semicolon after every statement, no multi-line strings.
+/*
+ * gracefail recover.js: brings the user back to the page that failed, without hammering the
+ * server, and reports what the user went through.
+ *
+ * Reads the JSON in #gf-config (built by render.py's Renderer.script_config). Its "t" holds
+ * the locale's js_* strings: js_checking, js_still, js_offline, js_online, js_back,
+ * js_service_back, js_gave_up; js_next ("{s}" = whole seconds left), js_status ("{s}" = the
+ * status description), js_affected ("{s}" = comma-separated component names).
+ *
+ * render.py minifies this file (rjsmin) before inlining it, and the page's CSP hashes the
+ * minified text: write for the reader, in ES5, with semicolons; comments cost nothing.
+ * window.gracefail ({delayBounds, state}) is what the tests drive: keep its shape.
+ */
 (function () {
-"use strict";
-var d = document, w = window, nav = navigator, root = d.documentElement, cfg;
-try {
-cfg = JSON.parse(d.getElementById("gf-config").textContent);
-} catch (e) {
-return;
-}
-root.classList.add("js");
-var T = cfg.t, R = cfg.retry, Q = "gracefail:queue";
-// The page is served at the URL that failed: retry what the browser shows, which stays right
-// behind a proxy that rewrites paths and for pages exported to a proxy's error_page.
-var here = location.pathname + location.search;
-// Exposed as window.gracefail.state. nextAt: Date.now() of the next scheduled probe, 0 if none.
-var st = {attempts: 0, failures: 0, outcome: null, busy: false, paused: false, offline: false, gaveUp: false, back: false, nextAt: 0};
-var timer = 0, gtimer = 0, giveUpAt = 1000 * R.giveUpAfter;
-function $(id) {
-return d.getElementById(id);
-}
-var live = $("gf-live"), count = $("gf-count"), wait = $("gf-wait"), btn = $("gf-retry"), back = $("gf-back"), link = $("gf-link");
-// Only real changes reach the live region, so screen readers hear state changes, not ticks.
-function text(el, s) {
-s = s || "";
-if (el.textContent !== s) { el.textContent = s; }
-}
-function say(s) {
-text(live, s);
-}
-// Must equal RetryPolicy.delay_bounds(n) in config.py: the wait (seconds) before probe n+1.
-function delayBounds(n, r) {
-r = r || R;
-if (n < 1) { return [r.after, r.after + r.base]; }
-return [0, Math.min(r.cap, r.base * Math.pow(2, Math.min(n, 60)))];
-}
-// Beacons go by fetch while the page lives; those that fail wait in sessionStorage.
-function qget() {
-try {
-var a = JSON.parse(sessionStorage.getItem(Q) || "[]");
-return Array.isArray(a) ? a : [];
-} catch (e) {
-return [];
-}
-}
-function qset(a) {
-try {
-if (a.length) { sessionStorage.setItem(Q, JSON.stringify(a.slice(-50))); } else { sessionStorage.removeItem(Q); }
-} catch (e) {}
-}
-function qpush(b) {
-qset(qget().concat([b]));
-}
-function body(kind) {
-return JSON.stringify({token: cfg.token, kind: kind, attempt: st.attempts, elapsed_ms: Math.round(performance.now()), locale: cfg.locale});
-}
-// 2xx/4xx: done (a 4xx is a rejection, resending would not help); 5xx or no answer: queue it.
-function post(b) {
-try {
-fetch(cfg.beacon, {method: "POST", body: b, keepalive: true, headers: {"Content-Type": "text/plain;charset=UTF-8"}, cache: "no-store", credentials: "same-origin"}).then(function (r) {
-if (r.status >= 500) { qpush(b); }
-}, function () {
-qpush(b);
-});
-} catch (e) {
-qpush(b);
-}
-}
-function sb(b) {
-try {
-return !!(nav.sendBeacon && nav.sendBeacon(cfg.beacon, b));
-} catch (e) {
-return false;
-}
-}
-function beacon(kind) {
-post(body(kind));
-}
-// Resend the queue; when leaving, sendBeacon outlives the navigation. What is handed over leaves the queue.
-function flush(leaving) {
-var a = qget(), rest = [];
-qset([]);
-a.forEach(function (b) {
-if (!leaving) { post(b); } else if (!sb(b)) { rest.push(b); }
-});
-if (rest.length) { qset(rest.concat(qget())); }
-}
-// The first outcome wins (recovered, gave_up or abandoned): one per page view.
-function outcome(kind) {
-if (st.outcome) { return null; }
-st.outcome = kind;
-return body(kind);
-}
-// fetch that gives up after "limit" ms, body included (aborting rejects like a network error).
-function get(url, opts, limit) {
-var ctl = new AbortController();
-setTimeout(function () {
-ctl.abort();
-}, limit);
-opts.signal = ctl.signal;
-return fetch(url, opts);
-}
-// The countdown is outside the live region and may change every second.
-function show() {
-var left = st.nextAt ? Math.max(1, Math.ceil((st.nextAt - Date.now()) / 1000)) : 0;
-wait.hidden = st.back || !(st.busy || left);
-text(count, st.back ? "" : st.busy ? T.js_checking : left ? T.js_next.replace("{s}", left) : "");
-}
-function stop() {
-clearTimeout(timer);
-st.nextAt = 0;
-}
-function schedule(delay) {
-stop();
-st.nextAt = Date.now() + delay;
-timer = setTimeout(probe, delay);
-show();
-}
-function plan() {
-var b = delayBounds(st.attempts, R);
-schedule(1000 * (b[0] + Math.random() * (b[1] - b[0])));
-}
-function armGiveUp() {
-clearTimeout(gtimer);
-gtimer = setTimeout(giveUp, Math.max(0, giveUpAt - performance.now()));
-}
-// Safe methods probe the page itself, unsafe ones only the health URL: nothing is ever resubmitted.
-function probe(manual) {
-if (st.busy || st.back || (!manual && st.gaveUp)) { return; }
-stop();
-if (!manual && d.hidden) {
-st.paused = true;
-return show();
-}
-if (!manual && nav.onLine === false) { return offline(); }
-st.busy = true;
-st.paused = false;
-st.attempts++;
-beacon("retry");
-show();
-var u = cfg.safe ? here : cfg.health;
-get(u + (u.indexOf("?") < 0 ? "?" : "&") + "_gf=" + Math.random().toString(36).slice(2), {cache: "no-store", credentials: "same-origin", redirect: "manual", headers: {"X-Gracefail-Probe": "1"}}, 20000).then(function (r) {
-return r.type === "opaqueredirect" || (r.status > 0 && r.status < 500);
-}, function () {
-return false;
-}).then(function (ok) {
-st.busy = false;
-if (ok) { up(); } else { down(); }
-});
-}
-function up() {
-stop();
-clearTimeout(gtimer);
-st.back = true;
-var b = outcome("recovered");
-show();
-if (cfg.safe) {
-say(T.js_back);
-if (b && !sb(b)) { post(b); }
-flush(true);
-// replace() to a URL with a #fragment would only scroll: reload keeps both the entry and the fragment.
-if (location.hash) { location.reload(); } else { location.replace(here); }
-return;
-}
-say(T.js_service_back);
-btn.hidden = true;
-back.hidden = history.length < 2;
-link.hidden = false;
-if (b) { post(b); }
-flush(false);
-}
-function down() {
-st.failures++;
-if (st.failures >= cfg.tipsAfter) { root.classList.add("gf-more"); }
-if (st.gaveUp) {
-say(T.js_gave_up);
-return show();
-}
-if (performance.now() >= giveUpAt) { return giveUp(); }
-if (nav.onLine === false) { return offline(); }
-say(T.js_still);
-if (d.hidden) {
-st.paused = true;
-return show();
-}
-plan();
-}
-// Hidden or offline, nobody is watching: wait (sending nothing); back, the page checks once
-// more and down() gives up if that fails too.
-function giveUp() {
-if (st.gaveUp || st.back) { return; }
-stop();
-clearTimeout(gtimer);
-if (nav.onLine === false) { return offline(); }
-if (d.hidden) {
-st.paused = true;
-return show();
-}
-st.gaveUp = true;
-var b = outcome("gave_up");
-if (b) { post(b); }
-root.classList.add("gf-more");
-say(T.js_gave_up);
-show();
-}
-function offline() {
-stop();
-st.offline = true;
-say(T.js_offline);
-show();
-}
-w.addEventListener("offline", function () {
-if (!st.back && !st.gaveUp) { offline(); }
-});
-w.addEventListener("online", function () {
-if (st.offline && !st.back && !st.gaveUp) {
-st.offline = false;
-say(T.js_online);
-probe();
-}
-});
-// A hidden tab pauses and sends nothing; back in view, it probes within about a second.
-d.addEventListener("visibilitychange", function () {
-if (d.hidden) {
-if (st.nextAt) {
-stop();
-st.paused = true;
-}
-} else if (st.paused && !st.back && !st.gaveUp && !st.offline) {
-st.paused = false;
-schedule(200 + Math.random() * 800);
-}
-});
-// Restored from the back/forward cache: probe again at once, but never send a second outcome.
-w.addEventListener("pageshow", function (e) {
-if (!e.persisted || (st.back && !cfg.safe)) { return; }
-st.back = st.gaveUp = st.busy = st.paused = st.offline = false;
-giveUpAt = performance.now() + 1000 * R.giveUpAfter;
-armGiveUp();
-probe();
-});
-w.addEventListener("pagehide", function () {
-stop();
-var b = outcome("abandoned");
-if (b && !sb(b)) { post(b); }
-});
-btn.addEventListener("click", function () {
-if (st.busy || st.back) { return; }
-beacon("manual_retry");
-say(T.js_checking);
-probe(true);
-});
-back.addEventListener("click", function () {
-history.back();
-});
-[].forEach.call(d.querySelectorAll("a.gf-st"), function (a) {
-a.addEventListener("click", function () {
-beacon("status_click");
-});
-});
-// Live status from a Statuspage-compatible summary.json; any failure leaves the page as it was.
-function liveStatus() {
-if (!cfg.statusApi || d.hidden) { return; }
-get(cfg.statusApi, {cache: "no-store", credentials: "omit"}, 3000).then(function (r) {
-return r.json();
-}).then(function (j) {
-var s = j.status, el = $("gf-ls"), names = [];
-(j.components || []).forEach(function (c) {
-if (c && c.status !== "operational" && typeof c.name === "string" && names.indexOf(c.name) < 0) { names.push(c.name); }
-});
-if (!s || typeof s.description !== "string") { return; }
-el.className = "ls i-" + (/^(none|minor|major|critical)$/.test(s.indicator) ? s.indicator : "x");
-el.lastChild.textContent = T.js_status.replace("{s}", s.description) + (names.length ? " \u00b7 " + T.js_affected.replace("{s}", names.slice(0, 6).join(", ")) : "");
-el.hidden = false;
-}).catch(function () {});
-}
-w.gracefail = {delayBounds: delayBounds, state: st};
-btn.hidden = false;
-link.hidden = true;
-flush(false);
-beacon("shown");
-armGiveUp();
-if (nav.onLine === false) {
-offline();
-} else if (d.hidden) {
-st.paused = true;
-} else {
-plan();
-}
-setInterval(show, 1000);
-liveStatus();
-setInterval(liveStatus, 300000);
+  "use strict";
+
+  var root = document.documentElement;
+  var config;
+  try {
+    config = JSON.parse(document.getElementById("gf-config").textContent);
+  } catch (error) {
+    // No usable config: leave the page as it is without JavaScript (link and meta refresh).
+    return;
+  }
+  // Lets the CSS hide what only makes sense without the script (the second-stage tips).
+  root.classList.add("js");
+
+  var strings = config.t;
+  var policy = config.retry;
+  var QUEUE_KEY = "gracefail:queue";
+  // The page is served at the URL that failed: retry what the browser shows, which stays
+  // right behind a proxy that rewrites paths and for pages exported to a proxy's error_page.
+  var pageUrl = location.pathname + location.search;
+
+  // Exposed as window.gracefail.state. nextAt: Date.now() of the next scheduled probe, 0 if
+  // none; back: the origin answered again.
+  var state = {
+    attempts: 0,
+    failures: 0,
+    outcome: null,
+    busy: false,
+    paused: false,
+    offline: false,
+    gaveUp: false,
+    back: false,
+    nextAt: 0
+  };
+  var probeTimer = 0;
+  var giveUpTimer = 0;
+  // On the page's own clock (performance.now() counts from navigation start).
+  var giveUpAt = 1000 * policy.giveUpAfter;
+
+  function byId(id) {
+    return document.getElementById(id);
+  }
+
+  var liveRegion = byId("gf-live");
+  var countdown = byId("gf-count");
+  var waitRow = byId("gf-wait");
+  var retryButton = byId("gf-retry");
+  var backButton = byId("gf-back");
+  var fallbackLink = byId("gf-link");
+
+  // Only real changes touch the DOM, so the live region (role="status") speaks on state
+  // changes, not on every tick.
+  function setText(element, value) {
+    value = value || "";
+    if (element.textContent !== value) {
+      element.textContent = value;
+    }
+  }
+
+  function announce(message) {
+    setText(liveRegion, message);
+  }
+
+  // Must equal RetryPolicy.delay_bounds(n) in config.py (tests/test_retry_policy_js.py checks):
+  // the interval, in seconds, the wait before probe n+1 is drawn from. The first wait honours
+  // Retry-After; the others are capped exponential backoff with full jitter, so pages that
+  // failed together spread out instead of returning as a herd.
+  function delayBounds(attempt, retryPolicy) {
+    retryPolicy = retryPolicy || policy;
+    if (attempt < 1) {
+      return [retryPolicy.after, retryPolicy.after + retryPolicy.base];
+    }
+    // Capped at 2^60 as in Python, where a float power would overflow on a long-open page.
+    var ceiling = retryPolicy.base * Math.pow(2, Math.min(attempt, 60));
+    return [0, Math.min(retryPolicy.cap, ceiling)];
+  }
+
+  // -- beacons ----------------------------------------------------------------------------
+  // Beacons go by fetch while the page lives. Those that fail (the server is down, which is
+  // the whole point of this page) wait in sessionStorage and go out after recovery, from
+  // this page or from the next one of the tab.
+
+  function readQueue() {
+    try {
+      var queued = JSON.parse(sessionStorage.getItem(QUEUE_KEY) || "[]");
+      return Array.isArray(queued) ? queued : [];
+    } catch (error) {
+      return [];
+    }
+  }
+
+  function writeQueue(queued) {
+    // Storage may be full or forbidden (private modes): then the beacons are lost, the page
+    // still works.
+    try {
+      if (queued.length) {
+        // The newest 50: a tab left open for hours must not fill the storage.
+        sessionStorage.setItem(QUEUE_KEY, JSON.stringify(queued.slice(-50)));
+      } else {
+        sessionStorage.removeItem(QUEUE_KEY);
+      }
+    } catch (error) {}
+  }
+
+  function enqueue(body) {
+    writeQueue(readQueue().concat([body]));
+  }
+
+  function beaconBody(kind) {
+    return JSON.stringify({
+      token: config.token,
+      kind: kind,
+      attempt: state.attempts,
+      elapsed_ms: Math.round(performance.now()),
+      locale: config.locale
+    });
+  }
+
+  // A 2xx or 4xx answer ends a beacon's life (a 4xx is a rejection: resending would not
+  // help); a 5xx or no answer at all queues it for later.
+  function postBeacon(body) {
+    try {
+      fetch(config.beacon, {
+        method: "POST",
+        body: body,
+        keepalive: true,
+        // The type sendBeacon gives a string: the server reads one format from both.
+        headers: {"Content-Type": "text/plain;charset=UTF-8"},
+        cache: "no-store",
+        credentials: "same-origin"
+      }).then(function (response) {
+        if (response.status >= 500) {
+          enqueue(body);
+        }
+      }, function () {
+        enqueue(body);
+      });
+    } catch (error) {
+      enqueue(body);
+    }
+  }
+
+  // sendBeacon outlives the page (navigation, closing the tab), but cannot tell whether the
+  // server took the beacon: used only when leaving. True if the browser accepted it.
+  function sendBeaconNow(body) {
+    try {
+      return !!(navigator.sendBeacon && navigator.sendBeacon(config.beacon, body));
+    } catch (error) {
+      return false;
+    }
+  }
+
+  function report(kind) {
+    postBeacon(beaconBody(kind));
+  }
+
+  // Resend the queue; when leaving, by sendBeacon, which survives the navigation. What is
+  // handed over leaves the queue first, so a beacon is never sent twice by two pages.
+  function flushQueue(leaving) {
+    var queued = readQueue();
+    var kept = [];
+    writeQueue([]);
+    queued.forEach(function (body) {
+      if (!leaving) {
+        postBeacon(body);
+      } else if (!sendBeaconNow(body)) {
+        kept.push(body);
+      }
+    });
+    if (kept.length) {
+      writeQueue(kept.concat(readQueue()));
+    }
+  }
+
+  // Every page view ends in exactly one outcome (recovered, gave_up or abandoned): the first
+  // one wins, and later ones get null and are not sent.
+  function claimOutcome(kind) {
+    if (state.outcome) {
+      return null;
+    }
+    state.outcome = kind;
+    return beaconBody(kind);
+  }
+
+  // fetch that gives up after limitMs, body included: an abort rejects like a network error,
+  // so a server that accepts the connection and never answers cannot stall the page.
+  function fetchWithin(url, options, limitMs) {
+    var controller = new AbortController();
+    setTimeout(function () {
+      controller.abort();
+    }, limitMs);
+    options.signal = controller.signal;
+    return fetch(url, options);
+  }
+
+  // -- probing ----------------------------------------------------------------------------
+
+  // The countdown sits outside the live region, so it may change every second unheard.
+  function showProgress() {
+    var secondsLeft = 0;
+    if (state.nextAt) {
+      secondsLeft = Math.max(1, Math.ceil((state.nextAt - Date.now()) / 1000));
+    }
+    waitRow.hidden = state.back || !(state.busy || secondsLeft);
+    var message = "";
+    if (!state.back) {
+      if (state.busy) {
+        message = strings.js_checking;
+      } else if (secondsLeft) {
+        message = strings.js_next.replace("{s}", secondsLeft);
+      }
+    }
+    setText(countdown, message);
+  }
+
+  function cancelProbe() {
+    clearTimeout(probeTimer);
+    state.nextAt = 0;
+  }
+
+  function scheduleProbe(delayMs) {
+    cancelProbe();
+    state.nextAt = Date.now() + delayMs;
+    probeTimer = setTimeout(function () {
+      probe(false);
+    }, delayMs);
+    showProgress();
+  }
+
+  // A wait drawn uniformly from delayBounds (full jitter).
+  function scheduleNextProbe() {
+    var bounds = delayBounds(state.attempts, policy);
+    scheduleProbe(1000 * (bounds[0] + Math.random() * (bounds[1] - bounds[0])));
+  }
+
+  function armGiveUpTimer() {
+    clearTimeout(giveUpTimer);
+    giveUpTimer = setTimeout(giveUp, Math.max(0, giveUpAt - performance.now()));
+  }
+
+  // Safe methods (GET, HEAD) probe the page itself; unsafe ones only the health URL, so a
+  // form is never resubmitted behind the user's back. A manual probe (the button) runs even
+  // when the tab is hidden, offline or after giving up: the user asked for it.
+  function probe(manual) {
+    if (state.busy || state.back || (!manual && state.gaveUp)) {
+      return;
+    }
+    cancelProbe();
+    if (!manual && document.hidden) {
+      // Nobody is looking: wait for visibilitychange rather than load the server.
+      state.paused = true;
+      showProgress();
+      return;
+    }
+    if (!manual && navigator.onLine === false) {
+      goOffline();
+      return;
+    }
+    state.busy = true;
+    state.paused = false;
+    state.attempts++;
+    report("retry");
+    showProgress();
+    var target = config.safe ? pageUrl : config.health;
+    // A fresh query parameter and no-store: no cache between here and the origin may answer
+    // for it. The header lets the server count the failure as a probe, not as a new one.
+    var cacheBuster = "_gf=" + Math.random().toString(36).slice(2);
+    var url = target + (target.indexOf("?") < 0 ? "?" : "&") + cacheBuster;
+    fetchWithin(url, {
+      cache: "no-store",
+      credentials: "same-origin",
+      // A redirect (to a login page, say) means the app answers again: treat it as up
+      // rather than follow it.
+      redirect: "manual",
+      headers: {"X-Gracefail-Probe": "1"}
+    }, 20000).then(function (response) {
+      return response.type === "opaqueredirect" ||
+        (response.status > 0 && response.status < 500);
+    }, function () {
+      return false;
+    }).then(function (isUp) {
+      state.busy = false;
+      if (isUp) {
+        recovered();
+      } else {
+        stillDown();
+      }
+    });
+  }
+
+  function recovered() {
+    cancelProbe();
+    clearTimeout(giveUpTimer);
+    state.back = true;
+    var outcome = claimOutcome("recovered");
+    showProgress();
+    if (config.safe) {
+      announce(strings.js_back);
+      // Leaving now: sendBeacon survives the navigation, fetch might not.
+      if (outcome && !sendBeaconNow(outcome)) {
+        postBeacon(outcome);
+      }
+      flushQueue(true);
+      // replace() keeps the error page out of history. To a URL with a #fragment it would
+      // only scroll: reload keeps both the history entry and the fragment.
+      if (location.hash) {
+        location.reload();
+      } else {
+        location.replace(pageUrl);
+      }
+      return;
+    }
+    // After a POST the page stays: only the user knows whether to send the request again.
+    announce(strings.js_service_back);
+    retryButton.hidden = true;
+    backButton.hidden = history.length < 2;
+    fallbackLink.hidden = false;
+    if (outcome) {
+      postBeacon(outcome);
+    }
+    flushQueue(false);
+  }
+
+  function stillDown() {
+    state.failures++;
+    if (state.failures >= config.tipsAfter) {
+      // Retries have not helped: show the second-stage tips.
+      root.classList.add("gf-more");
+    }
+    if (state.gaveUp) {
+      // A manual retry after giving up failed: say so, and keep waiting for the user.
+      announce(strings.js_gave_up);
+      showProgress();
+      return;
+    }
+    if (performance.now() >= giveUpAt) {
+      giveUp();
+      return;
+    }
+    if (navigator.onLine === false) {
+      goOffline();
+      return;
+    }
+    announce(strings.js_still);
+    if (document.hidden) {
+      state.paused = true;
+      showProgress();
+      return;
+    }
+    scheduleNextProbe();
+  }
+
+  // Hidden or offline, nobody is watching: wait, sending nothing. Back in view (or online),
+  // the page checks once more, and stillDown() gives up if that fails too.
+  function giveUp() {
+    if (state.gaveUp || state.back) {
+      return;
+    }
+    cancelProbe();
+    clearTimeout(giveUpTimer);
+    if (navigator.onLine === false) {
+      goOffline();
+      return;
+    }
+    if (document.hidden) {
+      state.paused = true;
+      showProgress();
+      return;
+    }
+    state.gaveUp = true;
+    var outcome = claimOutcome("gave_up");
+    if (outcome) {
+      postBeacon(outcome);
+    }
+    root.classList.add("gf-more");
+    announce(strings.js_gave_up);
+    showProgress();
+  }
+
+  function goOffline() {
+    cancelProbe();
+    state.offline = true;
+    announce(strings.js_offline);
+    showProgress();
+  }
+
+  // -- events -----------------------------------------------------------------------------
+
+  window.addEventListener("offline", function () {
+    if (!state.back && !state.gaveUp) {
+      goOffline();
+    }
+  });
+
+  window.addEventListener("online", function () {
+    if (state.offline && !state.back && !state.gaveUp) {
+      state.offline = false;
+      announce(strings.js_online);
+      probe(false);
+    }
+  });
+
+  // A hidden tab pauses and sends nothing; back in view, it probes within about a second
+  // (jittered: a user switching back is not a reason for all tabs to come at once).
+  document.addEventListener("visibilitychange", function () {
+    if (document.hidden) {
+      if (state.nextAt) {
+        cancelProbe();
+        state.paused = true;
+      }
+    } else if (state.paused && !state.back && !state.gaveUp && !state.offline) {
+      state.paused = false;
+      scheduleProbe(200 + Math.random() * 800);
+    }
+  });
+
+  // Restored from the back/forward cache: probe again at once, with a fresh give-up
+  // deadline. The outcome already claimed stays claimed: never a second one. A POST page
+  // that saw the service back has nothing more to do.
+  window.addEventListener("pageshow", function (event) {
+    if (!event.persisted || (state.back && !config.safe)) {
+      return;
+    }
+    state.back = false;
+    state.gaveUp = false;
+    state.busy = false;
+    state.paused = false;
+    state.offline = false;
+    giveUpAt = performance.now() + 1000 * policy.giveUpAfter;
+    armGiveUpTimer();
+    probe(false);
+  });
+
+  // Leaving before any outcome: the user gave up on us. pagehide, not unload: it fires
+  // on mobile and keeps the back/forward cache usable.
+  window.addEventListener("pagehide", function () {
+    cancelProbe();
+    var outcome = claimOutcome("abandoned");
+    if (outcome && !sendBeaconNow(outcome)) {
+      postBeacon(outcome);
+    }
+  });
+
+  retryButton.addEventListener("click", function () {
+    if (state.busy || state.back) {
+      return;
+    }
+    report("manual_retry");
+    announce(strings.js_checking);
+    probe(true);
+  });
+
+  backButton.addEventListener("click", function () {
+    history.back();
+  });
+
+  [].forEach.call(document.querySelectorAll("a.gf-st"), function (statusLink) {
+    statusLink.addEventListener("click", function () {
+      report("status_click");
+    });
+  });
+
+  // -- live status ------------------------------------------------------------------------
+  // From a Statuspage-compatible summary.json. Any failure (down, slow, not JSON, an
+  // unexpected shape) leaves the page as it was: it is a bonus, never a dependency.
+  function refreshLiveStatus() {
+    if (!config.statusApi || document.hidden) {
+      return;
+    }
+    fetchWithin(config.statusApi, {cache: "no-store", credentials: "omit"}, 3000)
+      .then(function (response) {
+        return response.json();
+      })
+      .then(function (summary) {
+        var overall = summary.status;
+        var element = byId("gf-ls");
+        var affected = [];
+        (summary.components || []).forEach(function (component) {
+          if (component && component.status !== "operational" &&
+              typeof component.name === "string" && affected.indexOf(component.name) < 0) {
+            affected.push(component.name);
+          }
+        });
+        if (!overall || typeof overall.description !== "string") {
+          return;
+        }
+        // The indicator becomes a class name: only the known ones, never what the API says.
+        var known = /^(none|minor|major|critical)$/.test(overall.indicator);
+        element.className = "ls i-" + (known ? overall.indicator : "x");
+        var line = strings.js_status.replace("{s}", overall.description);
+        if (affected.length) {
+          // At most six names: a big outage must not push the page's own words away.
+          line += " \u00b7 " + strings.js_affected.replace("{s}", affected.slice(0, 6).join(", "));
+        }
+        // textContent: the API's words are text, never markup.
+        element.lastChild.textContent = line;
+        element.hidden = false;
+      })
+      .catch(function () {});
+  }
+
+  // -- start ------------------------------------------------------------------------------
+
+  window.gracefail = {delayBounds: delayBounds, state: state};
+  // The script retries by itself: the button replaces the plain link that works without it.
+  retryButton.hidden = false;
+  fallbackLink.hidden = true;
+  // Beacons an earlier page of this tab could not deliver get another chance.
+  flushQueue(false);
+  report("shown");
+  armGiveUpTimer();
+  if (navigator.onLine === false) {
+    goOffline();
+  } else if (document.hidden) {
+    state.paused = true;
+  } else {
+    scheduleNextProbe();
+  }
+  setInterval(showProgress, 1000);
+  refreshLiveStatus();
+  setInterval(refreshLiveStatus, 300000);
 })();
