@@ -20,6 +20,7 @@ from click.testing import CliRunner
 from gracefail.cli import main
 from gracefail.recorders.sqlite import SQLiteRecorder
 from gracefail.report import ReportError, generate, parse_since, parse_until
+from gracefail.report.reader import describe_store
 from tests.conftest import require
 from tests.recorders import scenario
 
@@ -46,6 +47,21 @@ def report_json(store: Path | str, *args: str) -> dict[str, Any]:
 
 def test_report_numbers(store: Path) -> None:
     scenario.check(report_json(store), scenario.EXPECTED)
+
+
+def test_report_names_the_store_it_read(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(store.parent)
+    assert report_json(store.name)["store"] == str(store.resolve())
+    window = {"since": scenario.SINCE, "until": scenario.UNTIL}
+    table = generate(store.name, **window).splitlines()
+    assert table[1] == f"store: {store.resolve()}"
+    assert f"store: {store.resolve()}<br>" in generate(store.name, fmt="html", **window)
+    rows = csv.reader(io.StringIO(generate(store.name, fmt="csv", **window)))
+    assert ["store", "", str(store.resolve())] in list(rows)
+
+
+def test_a_postgresql_store_is_named_without_its_password() -> None:
+    assert describe_store("postgresql://app:s3cret@db:5432/m") == "postgresql://app:***@db:5432/m"
 
 
 def test_report_route_filter(store: Path) -> None:
@@ -159,6 +175,7 @@ def test_empty_window_reports_zeros(store: Path) -> None:
 def test_table_format(store: Path) -> None:
     text = generate(str(store), since=scenario.SINCE, until=scenario.UNTIL)
     assert "Failures            7  (502: 6, 504: 1; probes 2)" in text
+    assert "By source           app 7, gateway 0, worker 0" in text
     assert "Recovered           3  (50.0%)" in text
     assert "p50 12.1 s, p90 26.5 s" in text
     assert "/items/{item_id}" in text
@@ -177,6 +194,10 @@ def test_csv_format(store: Path) -> None:
     assert table["per_hour", "2024-05-01T11:00:00Z"] == "2"
     assert table["time_to_recovery_s", "p90"] == "26.504"
     assert table["gave_up_rate", ""] == "0.1667"
+    assert table["by_source", "app"] == "7"
+    assert table["by_source", "gateway"] == "0"
+    assert table["per_source.recovered", "app"] == "3"
+    assert table["per_source.time_to_recovery_s.p50", "app"] == "12.12"
 
 
 class _Collector(HTMLParser):
@@ -217,6 +238,7 @@ def test_html_is_self_contained(tmp_path: Path, store: Path) -> None:
     assert "<script>alert(1)" not in page
     assert "&lt;script&gt;alert(1)" in page
     assert "default-src 'none'" in page
+    assert "<h2>By source</h2>" in page
     assert "http://" not in page
     assert "https://" not in page
 

@@ -27,7 +27,6 @@ __all__ = [
     "MARKER",
     "ROUTE",
     "SCOPE_MARKER",
-    "ReportUnavailable",
     "answer_beacon",
     "claim",
     "content_length",
@@ -35,7 +34,6 @@ __all__ = [
     "framework_config",
     "input_reader",
     "owner_of",
-    "run_report",
     "serve",
     "status_line",
 ]
@@ -192,33 +190,3 @@ def framework_config(
         built = built.replace(secret=_derived_secret(framework_secret))
     return built
 
-
-class ReportUnavailable(RuntimeError):
-    """``gracefail report`` is not available in this installation."""
-
-
-def run_report(args: list[str]) -> int:
-    """Run ``gracefail report`` with ``args``; its exit code. Imported lazily."""
-    import importlib.util
-
-    import click
-
-    missing = ReportUnavailable(
-        "gracefail: the report needs gracefail's event store (gracefail.report), "
-        "which this installation lacks; see the Report section of docs/django.md or docs/flask.md"
-    )
-    if importlib.util.find_spec("gracefail.report") is None:
-        raise missing
-    from . import cli
-
-    command = cli.main.commands.get("report")
-    if command is None:
-        raise missing
-    try:
-        command.main(args=args, prog_name="gracefail report", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        return int(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        return int(exc.exit_code)
-    return 0

@@ -14,6 +14,7 @@ from ._version import __version__
 from .classify import Failure
 from .config import LOCALES, Brand, Config, ConfigError, RetryPolicy
 from .render import PAGE_BUDGET, Renderer
+from .report import options as report_options
 
 __all__ = ["main"]
 
@@ -197,41 +198,7 @@ def _dummy_values(slots: frozenset[str]) -> dict[str, str]:
 
 
 @main.command()
-@click.option(
-    "--store",
-    default=None,
-    help="File path, sqlite:///file.db or postgresql://... [default: GRACEFAIL_DB, "
-    "else ./gracefail.sqlite3]",
-)
-@click.option("--since", default="24h", show_default=True, help="24h, 7d, 30m, 2w or ISO time.")
-@click.option("--until", default=None, help="ISO time (UTC if no offset) [default: now]")
-@click.option("--route", default=None, help="Only this route template.")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json", "csv", "html"]),
-    default="table",
-    show_default=True,
-)
-@click.option("--out", type=click.Path(dir_okay=False, writable=True), default=None)
-def report(
-    store: str | None,
-    since: str,
-    until: str | None,
-    route: str | None,
-    fmt: str,
-    out: str | None,
-) -> None:
+@report_options.click_options("GRACEFAIL_DB, else ./gracefail.sqlite3")
+def report(**values: Any) -> None:
     """Error frequency and what it cost users, from the event store."""
-    from .config import _store_default
-    from .report import ReportError, generate
-
-    try:
-        text = generate(store or _store_default(), since=since, until=until, route=route, fmt=fmt)
-    except (ReportError, ConfigError) as exc:
-        raise click.ClickException(str(exc)) from None
-    if out:
-        Path(out).write_text(text, encoding="utf-8")
-        click.echo(f"wrote {out}", err=True)
-    else:
-        click.echo(text, nl=False)
+    report_options.run_click(values)

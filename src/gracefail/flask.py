@@ -40,21 +40,19 @@ from ._compat import require
 
 require("flask")
 
-import click  # noqa: E402 - after the framework check, so a missing Flask says what to install
-from flask import Flask, current_app, got_request_exception, request  # noqa: E402 - same
+from flask import Flask, current_app, got_request_exception, request  # noqa: E402 - after the framework check, so a missing Flask says what to install
 from flask.cli import AppGroup  # noqa: E402 - same
 
 from ._adapters import (  # noqa: E402 - after the framework check, like the lines above
     FAILED,
     MARKER,
     ROUTE,
-    ReportUnavailable,
     framework_config,
     owner_of,
-    run_report,
 )
 from .config import Config  # noqa: E402 - after the framework check, like the lines above
 from .core import Engine  # noqa: E402 - after the framework check, like the lines above
+from .report.options import click_options, run_click  # noqa: E402 - after the framework check, like the lines above
 from .wsgi import Environ, GracefailMiddleware  # noqa: E402 - after the framework check, like the lines above
 
 __all__ = ["Gracefail"]
@@ -125,17 +123,8 @@ _cli = AppGroup("gracefail", help="gracefail's tools, with this app's settings."
 
 @_cli.command(
     "report",
-    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
-    help="Error frequency and recovery from the store (same options as `gracefail report`).",
+    help="Error frequency and recovery from this app's store (the options of `gracefail report`).",
 )
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def _report(args: tuple[str, ...]) -> None:
-    argv = list(args)
-    if "--store" not in argv and not any(a.startswith("--store=") for a in argv):
-        argv += ["--store", Gracefail.engine(current_app).config.store]
-    try:
-        code = run_report(argv)
-    except ReportUnavailable as exc:
-        raise click.ClickException(str(exc)) from None
-    if code:
-        raise click.exceptions.Exit(code)
+@click_options("this app's store")
+def _report(**values: Any) -> None:
+    run_click(values, configured=Gracefail.engine(current_app).config.store)
