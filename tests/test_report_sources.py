@@ -119,6 +119,8 @@ def check_routes(store: str) -> None:
         assert only["route"] == "/prices/"
         assert (only["failures"], only["pages_shown"], only["recovered"]) == (2, 2, 1), route
         assert only["by_route"] == EXPECTED_ROUTES[:1]
+    blank = json.loads(generate(store, fmt="json", route="  ", **WINDOW))
+    assert (blank["route"], blank["failures"]) == (None, 4)
     unknown = json.loads(generate(store, fmt="json", route="unknown", **WINDOW))
     assert (unknown["failures"], unknown["by_route"]) == (1, EXPECTED_ROUTES[2:])
 

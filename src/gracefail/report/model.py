@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from ..recorders.labels import SOURCES
+
 __all__ = [
     "SOURCES",
     "TTR_BUCKETS",
@@ -24,9 +26,6 @@ __all__ = [
     "Window",
     "iso",
 ]
-
-SOURCES: Final = ("app", "gateway", "worker")
-"""Where a failure can be served from; each is in ``by_source`` and ``per_source``, if only as 0."""
 
 TTR_BUCKETS: Final = (5, 10, 30, 60, 120, 300, 600)
 """Upper bounds (seconds) of the time-to-recovery histogram; the last bin is open."""
@@ -152,7 +151,8 @@ class Report:
     """The report of one store over one window (see :mod:`gracefail.report` for definitions).
 
     ``store`` names what was read (a file's absolute path, or a URL without its
-    password). ``per_source`` has the page views of each source: the ``source``
+    password). ``by_source`` and ``per_source`` have every one of :data:`SOURCES`,
+    if only as 0; ``per_source`` has the page views of each source: the ``source``
     of the failure that served their page (``unknown`` when none was found).
     """
 

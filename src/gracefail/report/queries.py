@@ -248,7 +248,7 @@ def _with_sources(keys: Iterable[str]) -> list[str]:
 
 def build_report(reader: Reader, window: Window, route: str | None = None) -> Report:
     """The report of events in ``window``, optionally for one route template."""
-    route = route_label(route) if route else None
+    route = route_label(route) if route and route.strip() else None
     query = _Query(reader, window, route)
 
     failures = probes = 0
