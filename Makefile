@@ -73,7 +73,7 @@ bench: $(VENV)/.installed-bench
 	    echo "not root: install wrk yourself (apt-get install wrk); end-to-end rows are skipped"; \
 	  fi; \
 	fi
-	$(PY) benchmarks/run_all.py
+	$(PY) -m benchmarks.run_all
 
 lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check .

@@ -6,15 +6,14 @@ same app with gracefail), then runs bounded wrk runs against them in ABBA order
 time per request (utime + stime from /proc/PID/stat of the server and its workers,
 read before and after each run). Servers are stopped by PID.
 
-    python benchmarks/e2e.py [--quick]
+    python -m benchmarks.e2e [--quick]
 
-The servers import this module: ``e2e:asgi_app`` (uvicorn ``--factory``) and
-``e2e:wsgi_app()`` (gunicorn) build the app named by ``GRACEFAIL_BENCH_APP``.
+The servers serve :mod:`benchmarks.apps`'s apps (``asgi_server_app``, ``wsgi_server_app``),
+the same the in-process rows call.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import re
@@ -30,50 +29,18 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
+from benchmarks.apps import BROWSER
+from benchmarks.harness import Goal, available, free_port, goals_table, log, quick_flag
 
-import inprocess  # noqa: E402 - the app builders live there
-
+# The servers import benchmarks.apps from the checkout's root.
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PYTHON = sys.executable
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-BROWSER_HEADERS = {k: v for k, v in inprocess.BROWSER.items() if k != "host"}
-
-
-# -- what the servers import ---------------------------------------------------------------
-
-
-def asgi_app() -> Any:
-    """uvicorn --factory: GRACEFAIL_BENCH_APP = starlette-bare | starlette-gracefail."""
-    name = os.environ.get("GRACEFAIL_BENCH_APP", "starlette-bare")
-    return inprocess.starlette_app(name.split("-", 1)[1])
-
-
-def wsgi_app() -> Any:
-    """gunicorn: GRACEFAIL_BENCH_APP = flask-bare | flask-gracefail | wsgi-bare | wsgi-gracefail."""
-    name = os.environ.get("GRACEFAIL_BENCH_APP", "flask-bare")
-    family, variant = name.split("-", 1)
-    if family == "flask":
-        return inprocess.flask_app(variant)
-    return inprocess.plain_wsgi_app(variant)
+BROWSER_HEADERS = {k: v for k, v in BROWSER.items() if k != "host"}
 
 
 # -- servers -------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
-def has_module(name: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(name) is not None
 
 
 @dataclass
@@ -88,33 +55,35 @@ class Server:
     def command(self) -> list[str]:
         if self.kind == "uvicorn":
             extra = []
-            if has_module("uvloop"):
+            if available("uvloop"):
                 extra += ["--loop", "uvloop"]
             else:
                 self.note = "uvloop missing: asyncio loop"
-            if has_module("httptools"):
+            if available("httptools"):
                 extra += ["--http", "httptools"]
             else:
                 self.note += " httptools missing: h11"
             return [
-                PYTHON, "-m", "uvicorn", "e2e:asgi_app", "--factory", "--app-dir", HERE,
+                PYTHON, "-m", "uvicorn", "benchmarks.apps:asgi_server_app", "--factory",
+                "--app-dir", ROOT,
                 "--host", "127.0.0.1", "--port", str(self.port), "--no-access-log",
                 "--log-level", "warning", "--lifespan", "off", *extra,
             ]  # fmt: skip
         return [
-            PYTHON, "-m", "gunicorn", "--chdir", HERE, "-b", f"127.0.0.1:{self.port}",
+            PYTHON, "-m", "gunicorn", "--chdir", ROOT, "-b", f"127.0.0.1:{self.port}",
             "-w", "1", "-k", "gthread", "--threads", "1", "--keep-alive", "30",
-            "--graceful-timeout", "2", "--log-level", "warning", "e2e:wsgi_app()",
+            "--graceful-timeout", "2", "--log-level", "warning",
+            "benchmarks.apps:wsgi_server_app()",
         ]  # fmt: skip
 
     def start(self, tmp: str) -> None:
         self.port = free_port()
         self.log_path = os.path.join(tmp, f"{self.kind}-{self.app}-{self.port}.log")
-        path = os.pathsep.join(filter(None, [HERE, os.environ.get("PYTHONPATH")]))
+        path = os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))
         env = dict(os.environ, GRACEFAIL_BENCH_APP=self.app, PYTHONPATH=path)
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
-                self.command(), stdout=log, stderr=log, env=env, cwd=HERE
+                self.command(), stdout=log, stderr=log, env=env, cwd=ROOT
             )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -365,15 +334,15 @@ def measure(pair: Pair, rounds: int, seconds: float, connections: int) -> PairRe
 @dataclass
 class E2EReport:
     results: list[PairResult]
-    goals: list[inprocess.Goal]
+    goals: list[Goal]
     markdown: str
     skipped: str = ""
 
 
-def run(quick: bool = False, log: Callable[[str], None] = print) -> E2EReport:
+def run(quick: bool = False, log: Callable[[str], None] = log) -> E2EReport:
     if wrk_path() is None:
         text = "wrk is not installed (make bench installs it as root): end-to-end rows skipped."
-        goals = [inprocess.Goal(p.title, "pending: no wrk", p.goal_text, None) for p in PAIRS]
+        goals = [Goal(p.title, "pending: no wrk", p.goal_text, None) for p in PAIRS]
         return E2EReport([], goals, text, skipped=text)
     rounds, seconds, connections = (2, 2.0, 16) if quick else (6, 5.0, 16)
     results = []
@@ -384,7 +353,7 @@ def run(quick: bool = False, log: Callable[[str], None] = print) -> E2EReport:
     goals = []
     for r in results:
         goals.append(
-            inprocess.Goal(
+            Goal(
                 r.pair.title,
                 f"{r.rps_ratio:.3f}x ({r.median(r.graceful, 'rps'):,.0f} vs "
                 f"{r.median(r.bare, 'rps'):,.0f} requests/s; server CPU "
@@ -416,11 +385,8 @@ def run(quick: bool = False, log: Callable[[str], None] = print) -> E2EReport:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="shorter runs")
-    args = parser.parse_args(argv)
-    report = run(args.quick, log=lambda s: print(s, file=sys.stderr))
-    print(inprocess.goals_table(report.goals))
+    report = run(quick_flag(__doc__, "shorter runs", argv), log=log)
+    print(goals_table(report.goals))
     print()
     print(report.markdown)
     return 0

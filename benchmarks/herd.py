@@ -18,7 +18,7 @@ recovery; a client that gave up never arrives by itself and counts as infinite).
 probe's round trip is taken as zero. A grid of RetryPolicy values, and a cap that
 grows with the page's age, are tried against the same goals to choose the defaults.
 
-    python benchmarks/herd.py [--plot docs/performance-herd.png]
+    python -m benchmarks.herd [--plot docs/performance-herd.png]
 """
 
 from __future__ import annotations

@@ -2,9 +2,9 @@
 
 Prints numbers; it asserts nothing (timings belong here, never in tests).
 
-    .venv/bin/python benchmarks/ingest.py                 # SQLite, put cost, flood
-    .venv/bin/python benchmarks/ingest.py --pg            # also a throw-away PostgreSQL
-    .venv/bin/python benchmarks/ingest.py --pg-dsn postgresql://...   # an existing one
+    .venv/bin/python -m benchmarks.ingest                 # SQLite, put cost, flood
+    .venv/bin/python -m benchmarks.ingest --pg            # also a throw-away PostgreSQL
+    .venv/bin/python -m benchmarks.ingest --pg-dsn postgresql://...   # an existing one
 
 ``--pg`` runs initdb/pg_ctl from /usr/lib/postgresql/*/bin in a temp dir (as
 root, under the ``postgres`` or ``nobody`` user) and stops it by PID.
@@ -20,7 +20,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import tempfile
@@ -29,6 +28,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from benchmarks.harness import free_port
 from gracefail import Config
 from gracefail.core import Engine, RequestView
 from gracefail.events import ClientEvent, Event, ServerEvent
@@ -171,13 +171,6 @@ def flood(store: Path, lock_store: bool, count: int = 100_000) -> dict[str, obje
     return result
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @contextmanager
 def throwaway_postgres() -> Iterator[str]:
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), reverse=True)
@@ -192,7 +185,7 @@ def throwaway_postgres() -> Iterator[str]:
         entry = pwd.getpwnam(user)
         os.chown(base, entry.pw_uid, entry.pw_gid)
         prefix = ["runuser", "-u", user, "--"]
-    port = _free_port()
+    port = free_port()
     data = base / "data"
     subprocess.run(
         [*prefix, str(bin_dir / "initdb"), "-D", str(data), "-U", "bench", "--auth=trust",

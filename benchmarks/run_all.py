@@ -1,6 +1,6 @@
 """Run every benchmark and write docs/performance.md (and docs/performance-herd.png).
 
-    python benchmarks/run_all.py [--quick] [--out docs/performance.md]
+    python -m benchmarks.run_all [--quick] [--out docs/performance.md]
 
 ``make bench`` runs this. The method is in benchmarks/README.md; the numbers are only
 as quiet as the machine: the load average before and after is written down with them.
@@ -17,23 +17,16 @@ import sys
 import time
 from importlib import metadata
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-sys.path.insert(0, HERE)
+from benchmarks import e2e, herd, inprocess
+from benchmarks.harness import Goal, goals_table, group_table, log
 
-import e2e  # noqa: E402
-import herd  # noqa: E402
-import inprocess  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 DISTRIBUTIONS = [
     "gracefail", "starlette", "fastapi", "Flask", "Werkzeug", "Django", "uvicorn", "gunicorn",
     "uvloop", "httptools", "Jinja2", "numpy", "matplotlib",
 ]  # fmt: skip
 INGEST_TIMEOUT = 300
-
-
-def log(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
 
 
 def version(name: str) -> str:
@@ -103,17 +96,17 @@ def environment_table(started: str, load_before: str, load_after: str, elapsed: 
     return "\n".join(lines)
 
 
-def herd_goals(report: herd.HerdReport) -> list[inprocess.Goal]:
+def herd_goals(report: herd.HerdReport) -> list[Goal]:
     now = [o for o in report.outcomes if o.schedule.startswith("gracefail now")]
     rec = [o for o in report.outcomes if o.schedule.startswith("gracefail recommended")]
     rec_text = herd._policy_text(report.recommended)
 
-    def row(name: str, goal: str, fmt: object, key: str) -> inprocess.Goal:
+    def row(name: str, goal: str, fmt: object, key: str) -> Goal:
         def cells(outcomes: list[herd.Outcome]) -> str:
             return " / ".join(fmt(o) for o in outcomes if (o.load is not None or key != "load"))  # type: ignore[operator]
 
         met = all(o.met[key] is not False for o in now)
-        return inprocess.Goal(
+        return Goal(
             name,
             f"defaults: {cells(now)}; recommended ({rec_text}): {cells(rec)}",
             goal,
@@ -133,13 +126,10 @@ def herd_goals(report: herd.HerdReport) -> list[inprocess.Goal]:
 
 
 def ingest_section() -> str:
-    path = os.path.join(HERE, "ingest.py")
-    if not os.path.exists(path):
-        return ""
-    log("ingest: benchmarks/ingest.py")
+    log("ingest: python -m benchmarks.ingest")
     try:
         done = subprocess.run(
-            [sys.executable, path],
+            [sys.executable, "-m", "benchmarks.ingest"],
             capture_output=True,
             text=True,
             timeout=INGEST_TIMEOUT,
@@ -152,12 +142,12 @@ def ingest_section() -> str:
     except subprocess.TimeoutExpired:
         text = f"(did not finish in {INGEST_TIMEOUT} s)"
     return "\n".join(
-        ["## Beacon and event ingest", "", "`benchmarks/ingest.py`, as printed:", "", "```",
+        ["## Beacon and event ingest", "", "`python -m benchmarks.ingest`, as printed:", "", "```",
          text, "```"]
     )  # fmt: skip
 
 
-def order(goals: list[inprocess.Goal]) -> list[inprocess.Goal]:
+def order(goals: list[Goal]) -> list[Goal]:
     """The issue's order: happy path, error path, end to end, recording, beacons, weight."""
     first = [
         "happy path, Starlette", "happy path, 1,000", "happy path, plain WSGI",
@@ -167,7 +157,7 @@ def order(goals: list[inprocess.Goal]) -> list[inprocess.Goal]:
         "page weight", "retry", "recovery",
     ]  # fmt: skip
 
-    def rank(goal: inprocess.Goal) -> int:
+    def rank(goal: Goal) -> int:
         return next((i for i, p in enumerate(first) if goal.row.startswith(p)), len(first))
 
     return sorted(goals, key=rank)
@@ -177,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds, shorter runs")
     parser.add_argument("--out", default=os.path.join(ROOT, "docs", "performance.md"))
-    parser.add_argument("--no-ingest", action="store_true", help="skip benchmarks/ingest.py")
+    parser.add_argument("--no-ingest", action="store_true", help="skip benchmarks.ingest")
     args = parser.parse_args(argv)
     began = time.perf_counter()
     started = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -200,10 +190,10 @@ def main(argv: list[str] | None = None) -> int:
     parts = [
         "# Performance",
         "",
-        f"Written by `make bench` (`benchmarks/run_all.py`){quick}; do not edit by hand. How the "
-        "numbers are taken: [benchmarks/README.md](../benchmarks/README.md). Added time is the "
-        "median of differences paired within a round, so it can be compared across rows; the "
-        "ratio depends on how much the bare app itself does.",
+        f"Written by `make bench` (`python -m benchmarks.run_all`){quick}; do not edit by hand. "
+        "How the numbers are taken: [benchmarks/README.md](../benchmarks/README.md). Added time "
+        "is the median of differences paired within a round, so it can be compared across "
+        "rows; the ratio depends on how much the bare app itself does.",
         "",
         "## Machine and versions",
         "",
@@ -211,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "## Goals",
         "",
-        inprocess.goals_table(goals),
+        goals_table(goals),
         "",
         "## In process",
         "",
@@ -219,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         "directly. gracefail has a fixed secret and no recorder (events go into its queue; a "
         "background thread drains them); its log lines are formatted but not written.",
         "",
-        *[inprocess.group_table(g) + "\n" for g in local.groups],
+        *[group_table(g) + "\n" for g in local.groups],
         "## End to end",
         "",
         remote.markdown,
@@ -235,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         f.write("\n".join(parts))
     log(f"wrote {os.path.relpath(args.out, ROOT)} and {os.path.relpath(plot_path, ROOT)} "
         f"in {elapsed / 60:.1f} min")  # fmt: skip
-    print(inprocess.goals_table(goals))
+    print(goals_table(goals))
     return 0
 
 
