@@ -20,7 +20,7 @@ from gracefail import Config
 from gracefail.asgi import GracefailMiddleware
 from gracefail.events import ServerEvent
 from tests.apps import asgi_app
-from tests.apps.common import NAV, SECRET, ListRecorder, asgi_client, find
+from tests.apps.common import NAV, SECRET, ListRecorder, asgi_client, find, serve_lifespan
 
 
 def build(outside: bool = True, **options: Any) -> tuple[Any, ListRecorder]:
@@ -100,13 +100,7 @@ async def test_websocket_and_lifespan_pass_through() -> None:
     async def raw_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         seen.append(scope["type"])
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                else:
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await serve_lifespan(receive, send)
         elif scope["type"] == "websocket":
             await receive()
             await send({"type": "websocket.accept"})

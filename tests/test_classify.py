@@ -632,22 +632,16 @@ def raised_from(cause: BaseException) -> AppError:
         return exc
 
 
-def raised_during_plain(original: BaseException) -> AppError:
+def raised_during_plain(original: BaseException, from_none: bool = False) -> AppError:
+    """An AppError raised while ``original`` was handled (``raise ... from None``: said to be
+    unrelated to it)."""
     try:
         try:
             raise original
         except type(original):
+            if from_none:
+                raise AppError("not about the upstream") from None
             raise AppError("while handling")  # noqa: B904 - the implicit __context__ is the point
-    except AppError as exc:
-        return exc
-
-
-def raised_from_none(original: BaseException) -> AppError:
-    try:
-        try:
-            raise original
-        except type(original):
-            raise AppError("not about the upstream") from None
     except AppError as exc:
         return exc
 
@@ -715,7 +709,7 @@ def test_suppressed_context_is_not_searched() -> None:
     # ``raise X from None`` says X is not about what was being handled: its
     # __context__ is kept for debuggers but __suppress_context__ hides it, as in
     # tracebacks and in Sentry's chain walk. It is the app's own error (a 500).
-    exc = raised_from_none(httpx.ConnectError("refused"))
+    exc = raised_during_plain(httpx.ConnectError("refused"), from_none=True)
     assert exc.__suppress_context__
     assert Classifier().classify(exc) is None
 

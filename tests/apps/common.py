@@ -186,6 +186,17 @@ def beacon_body(kind: str = "shown", token: str | None = None, **extra: Any) -> 
     return json.dumps({**data, **extra}).encode()
 
 
+async def serve_lifespan(receive: Any, send: Any) -> None:
+    """An ASGI app's side of the lifespan protocol: startup completes, then shutdown."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        else:
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
 def asgi_client(app: Any, raise_app_exceptions: bool = False) -> httpx.AsyncClient:
     """An httpx client calling an ASGI app in process."""
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=raise_app_exceptions)

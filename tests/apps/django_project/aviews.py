@@ -8,6 +8,7 @@ import threading
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
 from tests.apps import common
+from tests.apps.django_project import views
 
 
 async def ok(request: HttpRequest) -> HttpResponse:
@@ -24,13 +25,7 @@ async def handled(request: HttpRequest) -> HttpResponse:
 
 
 async def app_status(request: HttpRequest, code: int) -> HttpResponse | StreamingHttpResponse:
-    response: HttpResponse | StreamingHttpResponse
-    if request.GET.get("stream") == "1":
-        response = StreamingHttpResponse(common.aapp_body(code), status=code)
-    else:
-        response = HttpResponse(f"app said {code}", status=code, content_type="text/plain")
-    response.set_cookie("session", "abc")
-    return response
+    return views.status_response(request, code, common.aapp_body)
 
 
 async def stream(request: HttpRequest) -> StreamingHttpResponse:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable, Iterator
+
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
 from tests.apps import common
@@ -21,9 +23,18 @@ def handled(request: HttpRequest) -> HttpResponse:
 
 
 def app_status(request: HttpRequest, code: int) -> HttpResponse | StreamingHttpResponse:
+    return status_response(request, code, common.app_body)
+
+
+def status_response(
+    request: HttpRequest,
+    code: int,
+    streamed: Callable[[int], Iterator[bytes] | AsyncIterator[bytes]],
+) -> HttpResponse | StreamingHttpResponse:
+    """The app's own ``code`` with a cookie; ``?stream=1``: the body ``streamed(code)``."""
     response: HttpResponse | StreamingHttpResponse
     if request.GET.get("stream") == "1":
-        response = StreamingHttpResponse(common.app_body(code), status=code)
+        response = StreamingHttpResponse(streamed(code), status=code)
     else:
         response = HttpResponse(f"app said {code}", status=code, content_type="text/plain")
     response.set_cookie("session", "abc")
