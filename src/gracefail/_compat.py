@@ -7,12 +7,14 @@ framework fails at start-up with what to install, not later with an ``AttributeE
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import re
+from collections.abc import Iterator
 from importlib import metadata
 from typing import Final, NamedTuple
 
-__all__ = ["MINIMUM_VERSIONS", "Framework", "check_version", "require"]
+__all__ = ["MINIMUM_VERSIONS", "Framework", "check_version", "importing", "require"]
 
 
 class Framework(NamedTuple):
@@ -50,6 +52,18 @@ def check_version(name: str, found: str) -> None:
             f"gracefail needs {framework.distribution} {framework.minimum} or newer "
             f"(found {found}): pip install -U 'gracefail[{framework.extra}]'"
         )
+
+
+@contextlib.contextmanager
+def importing(name: str) -> Iterator[None]:
+    """Wrap an adapter's framework imports: a missing framework says what to install,
+    and one older than supported says so, before the adapter goes on."""
+    try:
+        yield
+    except ImportError:
+        require(name)  # the framework itself is missing or too old: say what to install
+        raise  # something else is missing
+    require(name)
 
 
 def require(name: str) -> None:

@@ -23,21 +23,17 @@ body until complete), and sends the page instead if an upstream failure follows.
 from __future__ import annotations
 
 import asyncio
-import logging
+import sys
 import time
-import warnings
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
-from urllib.parse import quote
 
-from .beacon import MAX_BODY
 from .classify import Failure
-from .config import Config, config_from
-from .core import Engine, Reply, RequestView
+from .config import Config, ConfigError, config_from
+from .core import Engine, Reply
+from .views import content_length, decode_headers, scope_headers, scope_view
 
 __all__ = ["GracefailMiddleware"]
-
-log = logging.getLogger("gracefail")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -45,17 +41,17 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-_SCOPE_KEY = "gracefail"
-
 
 class _Exchange:
     """One request's response state. ``send`` is a plain function that returns the
     server's own awaitable once the response has started: no coroutine per chunk."""
 
-    __slots__ = ("began", "deadline", "downstream", "held", "mw", "replacing", "scope", "started")
+    __slots__ = (
+        "began", "deadline", "downstream", "engine", "held", "replacing", "scope", "started"
+    )  # fmt: skip
 
-    def __init__(self, mw: GracefailMiddleware, scope: Scope, downstream: Send) -> None:
-        self.mw = mw
+    def __init__(self, engine: Engine, scope: Scope, downstream: Send) -> None:
+        self.engine = engine
         self.scope = scope
         self.downstream = downstream
         self.started = False
@@ -78,8 +74,8 @@ class _Exchange:
             if status == 500:
                 self.held = [message]
                 return
-            if (status == 502 or status == 504) and self.mw.engine.replaces_app_response(
-                _headers(self.scope), _decoded(message.get("headers", ()))
+            if (status == 502 or status == 504) and self.engine.replaces_app_response(
+                scope_headers(self.scope), decode_headers(message.get("headers", ()))
             ):
                 self.held, self.replacing = [message], status
                 return
@@ -102,44 +98,33 @@ class _Exchange:
         """Send what was held: the page in place of an app's 502/504, or the held 500."""
         held, self.held, self.started = self.held or [], None, True
         if self.replacing:
-            await self.mw._replace(self.scope, self.downstream, held[0], self.began)
+            start = held[0]
+            reply = self.engine.serve(
+                self.engine.failure_for_status(start["status"]),
+                scope_view(self.scope),
+                app_headers=decode_headers(start.get("headers", ())),
+                started=self.began,
+            )
+            await send_reply(self.downstream, reply)
             return
         for message in held:
             await self.downstream(message)
 
-
-def _decoded(raw: Any) -> list[tuple[str, str]]:
-    return [(n.decode("latin-1"), v.decode("latin-1")) for n, v in raw]
-
-
-def _headers(scope: Scope) -> dict[str, str]:
-    headers: dict[str, str] = {}
-    for raw_name, raw_value in scope.get("headers", ()):
-        name = raw_name.decode("latin-1").lower()
-        value = raw_value.decode("latin-1")
-        headers[name] = f"{headers[name]}, {value}" if name in headers else value
-    return headers
-
-
-def request_view(scope: Scope) -> RequestView:
-    """The neutral view of an ASGI HTTP scope."""
-    raw_path = scope.get("raw_path")
-    if raw_path:
-        path = raw_path.decode("latin-1").split("?", 1)[0]
-    else:
-        path = quote(
-            scope.get("root_path", "") + scope.get("path", "/"), safe="/:@!$&'()*+,;=-._~%"
-        )
-    route = getattr(scope.get("route"), "path", None)
-    return RequestView(
-        method=scope.get("method", "GET"),
-        path=path,
-        query=scope.get("query_string", b"").decode("latin-1"),
-        headers=_headers(scope),
-        scheme=scope.get("scheme", "http"),
-        route=route if isinstance(route, str) else None,
-        client_addr=client[0] if (client := scope.get("client")) else None,
-    )
+    async def failed(self, exc: Exception) -> None:
+        """The app raised: send the page for an upstream failure, else re-raise ``exc``."""
+        if self.started:
+            raise exc
+        failure: Failure | None
+        if self.deadline is not None and self.deadline.expired():
+            failure = self.engine.timeout_failure()
+        else:
+            failure = self.engine.classify(exc)
+        if failure is None:
+            if self.held is not None:
+                await self.finish()
+            raise exc
+        reply = self.engine.serve(failure, scope_view(self.scope), started=self.began)
+        await send_reply(self.downstream, reply)
 
 
 async def send_reply(send: Send, reply: Reply) -> None:
@@ -154,37 +139,66 @@ async def send_reply(send: Send, reply: Reply) -> None:
     await send({"type": "http.response.body", "body": reply.body})
 
 
+def _serving() -> bool:
+    """Whether this runs inside a running event loop: a framework building its middleware
+    stack lazily, on the first ASGI call (Starlette's ``add_middleware``)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        return True
+    sniffio = sys.modules.get("sniffio")  # trio: anyio always imports sniffio
+    try:
+        return sniffio is not None and bool(sniffio.current_async_library())
+    except Exception:  # sniffio.AsyncLibraryNotFoundError
+        return False
+
+
 class GracefailMiddleware:
     """Serve gracefail's page when the app's upstream fails (see the module docs).
 
     Args:
         app: the ASGI app to wrap.
         config: a :class:`gracefail.Config`; or pass its fields as keywords.
+
+    A bad option raises :class:`gracefail.ConfigError` here. When a framework builds
+    the middleware on its first ASGI call (Starlette's ``add_middleware``), raising
+    would be reported by the server as "lifespan unsupported" and the app would start
+    anyway; so the error is kept and answers lifespan start-up with
+    ``lifespan.startup.failed`` naming the option, and the server exits.
     """
 
     def __init__(self, app: ASGIApp, *, config: Config | None = None, **options: Any) -> None:
         self.app = app
-        self.engine = Engine(config_from(config, options))
+        self._config_error: ConfigError | None = None
+        try:
+            self.engine = Engine(config_from(config, options))
+        except ConfigError as exc:
+            if not _serving():
+                raise
+            self._config_error = exc
+            return
         self.beacon_path = self.engine.beacon_path
         self.timeout = self.engine.config.timeout
-        self._warned_nested = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._config_error is not None:
+            await self._refuse(scope, receive, send, self._config_error)
+            return
         if scope["type"] != "http":
             if scope["type"] == "lifespan":
                 await self.app(scope, receive, self._lifespan_send(send))
-                return
+            else:
+                await self.app(scope, receive, send)
+            return
+        if self.engine.claim(scope) is not self.engine:
             await self.app(scope, receive, send)
             return
-        if _SCOPE_KEY in scope:
-            self._nested()
-            await self.app(scope, receive, send)
-            return
-        scope[_SCOPE_KEY] = self
         if scope["path"] == self.beacon_path:
             await self._beacon(scope, receive, send)
             return
-        exchange = _Exchange(self, scope, send)
+        exchange = _Exchange(self.engine, scope, send)
         try:
             if self.timeout is None:
                 await self.app(scope, receive, exchange.send)
@@ -192,45 +206,15 @@ class GracefailMiddleware:
                 async with asyncio.timeout(self.timeout) as exchange.deadline:
                     await self.app(scope, receive, exchange.send)
         except Exception as exc:
-            await self._failed(exchange, exc)
+            await exchange.failed(exc)
             return
         if exchange.held is not None:
             await exchange.finish()
 
-    async def _failed(self, exchange: _Exchange, exc: Exception) -> None:
-        """The app raised: send the page for an upstream failure, else re-raise ``exc``."""
-        if exchange.started:
-            raise exc
-        gracefail = self.engine
-        deadline = exchange.deadline
-        failure: Failure | None
-        if deadline is not None and deadline.expired():
-            failure = gracefail.classifier.app_timeout()
-        else:
-            failure = gracefail.classify(exc)
-        if failure is None:
-            if exchange.held is not None:
-                await exchange.finish()
-            raise exc
-        scope = exchange.scope
-        reply = gracefail.respond(failure, request_view(scope), started=exchange.began)
-        gracefail.log_failure(scope.get("method"), scope.get("path"), failure, reply)
-        await send_reply(exchange.downstream, reply)
-
-    async def _replace(self, scope: Scope, send: Send, start: Message, began: float) -> None:
-        """Send the page in place of the app's own 502/504, keeping its other headers."""
-        app_headers = _decoded(start.get("headers", ()))
-        failure = self.engine.failure_for_status(start["status"])
-        reply = self.engine.respond(
-            failure, request_view(scope), app_headers=app_headers, started=began
-        )
-        await send_reply(send, reply)
-
     async def _beacon(self, scope: Scope, receive: Receive, send: Send) -> None:
-        view = request_view(scope)
-        length_header = view.headers.get("content-length", "")
-        length = int(length_header) if length_header.isdigit() else None
-        refused = self.engine.beacon_precheck(view, length)
+        view = scope_view(scope)
+        engine = self.engine
+        refused = engine.beacon_precheck(view, content_length(view.headers))
         if refused is not None:
             await send_reply(send, refused)
             return
@@ -242,30 +226,29 @@ class GracefailMiddleware:
                 return
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > MAX_BODY:
-                await send_reply(send, self.engine.beacon_reply(413, "beacon too large"))
+            if size > engine.max_beacon_body:
+                await send_reply(send, engine.beacon_reply(413, "beacon too large"))
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
-        await send_reply(send, self.engine.accept_beacon(view, b"".join(chunks)))
+        await send_reply(send, engine.accept_beacon(view, b"".join(chunks)))
 
     def _lifespan_send(self, send: Send) -> Send:
-        gracefail = self.engine
+        engine = self.engine
 
         async def lifespan_send(message: Message) -> None:
             if message["type"] == "lifespan.shutdown.complete":
-                await asyncio.get_running_loop().run_in_executor(None, gracefail.close)
+                await asyncio.get_running_loop().run_in_executor(None, engine.close)
             await send(message)
 
         return lifespan_send
 
-    def _nested(self) -> None:
-        if not self._warned_nested:
-            self._warned_nested = True
-            warnings.warn(
-                "gracefail: a second GracefailMiddleware is in the same stack; "
-                "the outer one handles failures and this one passes through",
-                RuntimeWarning,
-                stacklevel=2,
-            )
+    @staticmethod
+    async def _refuse(scope: Scope, receive: Receive, send: Send, error: ConfigError) -> None:
+        """Fail lifespan start-up with the configuration error (see the class docs)."""
+        if scope["type"] != "lifespan":
+            raise error
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.failed", "message": str(error)})

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import base64
 import difflib
+import hashlib
+import hmac
 import mimetypes
 import os
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -190,8 +193,17 @@ def _secret_default() -> str | None:
     return os.environ.get("GRACEFAIL_SECRET") or None
 
 
+# The store's name when nothing names one; the adapters put it somewhere the app owns.
+DEFAULT_STORE: Final = "gracefail.sqlite3"
+MIN_SECRET: Final = 16
+
+
 def _store_default() -> str:
-    return os.environ.get("GRACEFAIL_DB") or "gracefail.sqlite3"
+    return os.environ.get("GRACEFAIL_DB") or DEFAULT_STORE
+
+
+def _record_in_tests_default() -> bool:
+    return os.environ.get("GRACEFAIL_RECORD_IN_TESTS", "").lower() in ("1", "true", "yes")
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,8 +228,15 @@ class Config:
         timeout: seconds the app may take to start its response; then a 504 is sent
             (ASGI only).
         debug: show the failure's detail on the page (never in production).
-        store: where events are kept: a file path, ``sqlite:///...`` or ``postgresql://...``.
+        store: where events are kept: a file path (``str`` or ``pathlib.Path``),
+            ``sqlite:///...`` or ``postgresql://...``. Default ``GRACEFAIL_DB``, else
+            ``gracefail.sqlite3`` next to the project (Django: ``BASE_DIR``; Flask: the
+            instance folder; plain ASGI/WSGI: the working directory, with a warning).
         recorders: where events go; default: the store's recorder.
+        record_in_tests: keep recording into the store under a test runner (pytest,
+            Django's test runner, a Flask app with ``TESTING``); off by default, so
+            tests never write into the developer's store (default
+            ``GRACEFAIL_RECORD_IN_TESTS``). Explicit ``recorders`` always record.
         token_ttl: seconds a page's beacon token stays valid.
         queue_size: events waiting for the recorders before new ones are dropped.
     """
@@ -237,6 +256,7 @@ class Config:
     debug: bool = False
     store: str = field(default_factory=_store_default)
     recorders: Sequence[Recorder] | None = None
+    record_in_tests: bool = field(default_factory=_record_in_tests_default)
     token_ttl: int = 6 * 3600
     queue_size: int = 10_000
 
@@ -261,9 +281,10 @@ class Config:
                 "beacon_path", self.beacon_path, "expected a path such as '/_gracefail/beacon'"
             )
         if self.secret is not None and (
-            not isinstance(self.secret, str | bytes) or len(self.secret) < 16
+            not isinstance(self.secret, str | bytes) or len(self.secret) < MIN_SECRET
         ):
-            raise _fail("secret", "<hidden>", "expected a string of at least 16 characters or None")
+            allowed = f"expected a string of at least {MIN_SECRET} characters or None"
+            raise _fail("secret", "<hidden>", allowed)
         if self.template_dir is not None and not Path(self.template_dir).is_dir():
             raise _fail("template_dir", self.template_dir, "expected an existing directory")
         if self.default_locale not in LOCALES:
@@ -271,11 +292,13 @@ class Config:
                 "default_locale", self.default_locale, f"expected one of {', '.join(LOCALES)}"
             )
         self._check_exceptions()
-        for flag in ("replace_api_responses", "debug"):
+        for flag in ("replace_api_responses", "debug", "record_in_tests"):
             if not isinstance(getattr(self, flag), bool):
                 raise _fail(flag, getattr(self, flag), "expected True or False")
         if self.timeout is not None:
             _positive("timeout", self.timeout)
+        if isinstance(self.store, os.PathLike):
+            object.__setattr__(self, "store", os.fspath(self.store))
         if not isinstance(self.store, str) or not self.store:
             raise _fail(
                 "store", self.store, "expected a file path, sqlite:///... or postgresql://..."
@@ -305,12 +328,12 @@ class Config:
                 raise _fail(f"exceptions[{key!r}]", status, "expected 502, 504 or None")
 
     @classmethod
-    def from_mapping(cls, options: Mapping[str, Any], *, where: str = "") -> Config:
+    def from_mapping(cls, options: Mapping[str, Any]) -> Config:
         """Build a Config from a settings dict (keys in either case; nested brand/retry dicts).
 
         Unknown keys raise :class:`ConfigError` suggesting the nearest valid one.
         """
-        config: Config = _build(cls, options, where)
+        config: Config = _build(cls, options, "")
         return config
 
     def replace(self, **changes: Any) -> Config:
@@ -351,3 +374,46 @@ def config_from(config: Config | None, options: Mapping[str, Any]) -> Config:
         return config
     current = {f.name: getattr(config, f.name) for f in fields(config)}
     return Config.from_mapping({**current, **options})
+
+
+def _derived_secret(framework_secret: str | bytes) -> str:
+    # A key of its own, so beacon tokens never share an HMAC key with the framework's uses.
+    key = framework_secret.encode() if isinstance(framework_secret, str) else framework_secret
+    return hmac.new(key, b"gracefail beacon tokens", hashlib.sha256).hexdigest()
+
+
+def framework_config(
+    config: Config | None,
+    settings: Mapping[str, Any] | None,
+    options: Mapping[str, Any],
+    framework_secret: str | bytes | None,
+    *,
+    project_dir: str | os.PathLike[str] | None = None,
+    debug: bool = False,
+) -> Config:
+    """Config from a Config, the framework's settings dict, then keyword options (later wins).
+
+    With no ``secret`` anywhere (nor ``GRACEFAIL_SECRET``), one is derived from the
+    framework's ``SECRET_KEY`` (a warning if that is shorter than ``secret`` may be).
+    With no ``store`` named, it is ``gracefail.sqlite3`` in ``project_dir``; with no
+    ``debug`` named, it follows the framework's own ``debug``.
+    """
+    merged = {**(settings or {}), **options}
+    named = {str(key).lower() for key in merged}
+    built = config_from(config, merged)
+    changes: dict[str, Any] = {}
+    if built.secret is None and framework_secret:
+        if len(framework_secret) < MIN_SECRET:
+            warnings.warn(
+                f"gracefail: SECRET_KEY is shorter than {MIN_SECRET} characters; beacon "
+                "tokens signed with a key derived from it are easy to forge. Use a long "
+                "random SECRET_KEY, or set gracefail's secret (GRACEFAIL_SECRET).",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        changes["secret"] = _derived_secret(framework_secret)
+    if project_dir is not None and built.store == DEFAULT_STORE and "store" not in named:
+        changes["store"] = os.path.join(os.fspath(project_dir), DEFAULT_STORE)
+    if debug and not built.debug and "debug" not in named and config is None:
+        changes["debug"] = True
+    return built.replace(**changes) if changes else built

@@ -7,14 +7,17 @@ Adapters translate their request into a :class:`RequestView` and the
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 from .beacon import MAX_BODY, BeaconError, check_origin, parse_beacon
 from .classify import Classifier, Failure
-from .config import LOCALES, Config
+from .config import DEFAULT_STORE, LOCALES, UPSTREAM_STATUSES, Config
 from .events import Event, ServerEvent
 from .guard import BeaconGuard, Verdict
 from .negotiate import negotiate_kind, negotiate_locale
@@ -24,11 +27,14 @@ from .recorders.store import store_recorder
 from .render import MINIMAL_PAGE, Renderer, safe_url
 from .tokens import TokenSigner, incident_from_request_id
 
-__all__ = ["REPLACED_HEADERS", "SAFE_METHODS", "Engine", "Reply", "RequestView"]
+__all__ = ["OWNER", "REPLACED_HEADERS", "SAFE_METHODS", "Engine", "Reply", "RequestView"]
 
 log = logging.getLogger("gracefail")
 
 SAFE_METHODS: Final = frozenset(("GET", "HEAD"))
+# The key naming the engine that owns a request (the outermost gracefail) in a WSGI
+# environ, Django's request.META or an ASGI scope; PEP 3333 wants a dotted name.
+OWNER: Final = "gracefail.owner"
 # Headers of an app's own 502/504 that the page's reply replaces.
 REPLACED_HEADERS: Final = frozenset(
     (
@@ -74,22 +80,54 @@ class RequestView:
     client_addr: str | None = None
 
 
-def default_recorders(config: Config) -> list[Recorder]:
-    """The recorders used when ``Config.recorders`` is not given: the store's recorder."""
-    return [store_recorder(config.store)]
+def route_label(route: str | None) -> str | None:
+    """A route template as recorded: always with a leading slash (Django's have none)."""
+    if route is None or route.startswith("/"):
+        return route
+    return "/" + route
+
+
+def under_test() -> bool:
+    """Whether a test runner loaded this process (pytest; the adapters add their own)."""
+    return "pytest" in sys.modules
+
+
+def default_recorders(config: Config, *, testing: bool = False) -> list[Recorder]:
+    """The recorders used when ``Config.recorders`` is not given: the store's recorder.
+
+    None under a test runner unless ``record_in_tests``: tests must not write into the
+    developer's store. A store nobody named lands in the working directory, which
+    depends on where the server was started: said at start-up.
+    """
+    if testing and not config.record_in_tests:
+        log.info("gracefail: under a test runner; events are not recorded (record_in_tests)")
+        return []
+    store = config.store
+    if store == DEFAULT_STORE:
+        store = os.path.abspath(store)
+        log.warning(
+            "gracefail: events are stored in %s, in the working directory; set the store "
+            "option or GRACEFAIL_DB so every process and the report use one place",
+            store,
+        )
+    return [store_recorder(store)]
 
 
 class Engine:
     """Classifies failures, renders replies, checks beacons and records events."""
 
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, *, testing: bool | None = None):
+        """``testing``: whether a test runner is running (default: pytest is loaded)."""
         self.config = config
         self.classifier = Classifier(config.exceptions)
         self.renderer = Renderer(config)
         self.signer = TokenSigner(config.secret, config.token_ttl)
-        recorders = (
-            list(config.recorders) if config.recorders is not None else default_recorders(config)
-        )
+        if config.recorders is not None:
+            recorders = list(config.recorders)
+        else:
+            recorders = default_recorders(
+                config, testing=under_test() if testing is None else testing
+            )
         self.pipeline = Pipeline(recorders, config.queue_size)
         self.guard = BeaconGuard()
         self.beacon_path = config.beacon_path
@@ -97,6 +135,34 @@ class Engine:
         self._locales: dict[str | None, str] = {}
         self._log_next = 0.0
         self._log_quiet = 0
+        self._warned_nested = False
+
+    # -- ownership --------------------------------------------------------------
+
+    def claim(self, marks: MutableMapping[str, Any]) -> Engine:
+        """Mark this engine as the owner of a request unless an outer one did; the owner.
+
+        ``marks`` is the environ, ``request.META`` or ASGI scope. A second gracefail in
+        one stack warns (once per engine) and defers to the outer one.
+        """
+        owner: object = marks.setdefault(OWNER, self)
+        if owner is self:
+            return self
+        if not self._warned_nested:
+            self._warned_nested = True
+            warnings.warn(
+                "gracefail: a second GracefailMiddleware is in the same stack; "
+                "the outer one handles failures and this one passes through",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        return owner if isinstance(owner, Engine) else self
+
+    @staticmethod
+    def owner(marks: Mapping[str, Any]) -> Engine | None:
+        """The engine that claimed this request, if any."""
+        owner = marks.get(OWNER)
+        return owner if isinstance(owner, Engine) else None
 
     # -- failures ---------------------------------------------------------------
 
@@ -107,6 +173,27 @@ class Engine:
     def failure_for_status(self, status: int) -> Failure:
         """The failure an app's own 502/504 response stands for."""
         return self.classifier.from_status(status)
+
+    def timeout_failure(self) -> Failure:
+        """The failure ``Config.timeout`` expiring stands for (504)."""
+        return self.classifier.app_timeout()
+
+    def serve(
+        self,
+        failure: Failure,
+        view: RequestView,
+        *,
+        app_headers: Iterable[tuple[str, str]] = (),
+        started: float | None = None,
+    ) -> Reply:
+        """The reply for ``failure``, logged (rate-limited) with its incident id.
+
+        What every adapter calls; ``app_headers`` are the headers of the app's own
+        502/504 that the page replaces (``Set-Cookie`` and the like are kept).
+        """
+        reply = self.respond(failure, view, app_headers=app_headers, started=started)
+        self.log_failure(view.method, view.path, failure, reply)
+        return reply
 
     def replaces_app_response(
         self, headers: Mapping[str, str], app_headers: Iterable[tuple[str, str]] = ()
@@ -178,7 +265,7 @@ class Engine:
                 status=failure.status,
                 cause=failure.cause,
                 method=view.method,
-                route=view.route,
+                route=route_label(view.route),
                 reply_format=kind,
                 probe=headers.get("x-gracefail-probe") == "1",
                 upstream=failure.upstream,
@@ -215,10 +302,24 @@ class Engine:
             ("retry-after", self._retry_after),
         ]
         return Reply(
-            status if status in (502, 504) else 502, headers, b"" if method == "HEAD" else body
+            status if status in UPSTREAM_STATUSES else 502,
+            headers,
+            b"" if method == "HEAD" else body,
         )
 
     # -- beacons ----------------------------------------------------------------
+
+    max_beacon_body: Final = MAX_BODY
+
+    def answer_beacon(
+        self, view: RequestView, content_length: int | None, read: Callable[[int], bytes]
+    ) -> Reply:
+        """Answer a beacon whose body ``read(n)`` gives (at most ``n`` bytes, read only if
+        the request passes the checks that need no body)."""
+        refused = self.beacon_precheck(view, content_length)
+        if refused is not None:
+            return refused
+        return self.accept_beacon(view, read(MAX_BODY + 1))
 
     def beacon_precheck(self, view: RequestView, content_length: int | None) -> Reply | None:
         """A refusal to send before reading the body, or None to go on reading."""

@@ -34,26 +34,19 @@ Example::
 
 from __future__ import annotations
 
+import logging
+import os
 from typing import Any
 
-from ._compat import require
+from ._compat import importing
+from .config import Config, framework_config
+from .core import Engine, under_test
+from .report.options import click_options, run_click
+from .wsgi import FAILED, ROUTE, Environ, GracefailMiddleware
 
-require("flask")
-
-from flask import Flask, current_app, got_request_exception, request  # noqa: E402 - after the framework check, so a missing Flask says what to install
-from flask.cli import AppGroup  # noqa: E402 - same
-
-from ._adapters import (  # noqa: E402 - after the framework check, like the lines above
-    FAILED,
-    MARKER,
-    ROUTE,
-    framework_config,
-    owner_of,
-)
-from .config import Config  # noqa: E402 - after the framework check, like the lines above
-from .core import Engine  # noqa: E402 - after the framework check, like the lines above
-from .report.options import click_options, run_click  # noqa: E402 - after the framework check, like the lines above
-from .wsgi import Environ, GracefailMiddleware  # noqa: E402 - after the framework check, like the lines above
+with importing("flask"):
+    from flask import Flask, current_app, got_request_exception, has_request_context, request
+    from flask.cli import AppGroup
 
 __all__ = ["Gracefail"]
 
@@ -77,15 +70,23 @@ class Gracefail:
     def init_app(self, app: Flask) -> None:
         """Wrap ``app.wsgi_app`` and listen for its unhandled exceptions."""
         config = framework_config(
-            self._config, app.config.get("GRACEFAIL"), self._options, app.config.get("SECRET_KEY")
+            self._config,
+            app.config.get("GRACEFAIL"),
+            self._options,
+            app.config.get("SECRET_KEY"),
+            project_dir=app.instance_path,
         )
-        engine = Engine(config)
+        if config.recorders is None and not config.record_in_tests and not app.testing:
+            # The instance folder is Flask's place for such files, but Flask does not make it.
+            os.makedirs(app.instance_path, exist_ok=True)
+        engine = Engine(config, testing=app.testing or under_test())
         app.wsgi_app = GracefailMiddleware(  # type: ignore[method-assign]
             app.wsgi_app, engine=engine, route=_route
         )
         # A module-level receiver: blinker holds it weakly, and the sender filter keeps
         # each app's notes to itself.
         got_request_exception.connect(_note_failure, app)
+        app.logger.addFilter(_served_failures)
         app.extensions[EXTENSION_KEY] = engine
         app.cli.add_command(_cli)
 
@@ -109,13 +110,25 @@ def _route(environ: Environ) -> str | None:
 def _note_failure(sender: Flask, exception: BaseException | None = None, **extra: Any) -> None:
     """Note an unhandled upstream failure so the WSGI layer replaces Flask's 500."""
     environ = request.environ
-    engine = owner_of(environ.get(MARKER))
+    engine = Engine.owner(environ)
     if exception is None or engine is None:
         return
     failure = engine.classify(exception)
     if failure is not None:
         environ[FAILED] = failure
         environ[ROUTE] = request.url_rule.rule if request.url_rule is not None else None
+
+
+def _served_failures(record: logging.LogRecord) -> bool:
+    """Drop Flask's traceback for an upstream failure gracefail serves the page for.
+
+    The engine logs those, rate-limited; every other error the app logs is untouched.
+    """
+    return not (
+        record.exc_info is not None
+        and has_request_context()
+        and request.environ.get(FAILED) is not None
+    )
 
 
 _cli = AppGroup("gracefail", help="gracefail's tools, with this app's settings.")

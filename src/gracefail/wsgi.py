@@ -30,24 +30,22 @@ from __future__ import annotations
 import itertools
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from http import HTTPStatus
+from typing import Any, Final
 
-from ._adapters import (
-    FAILED,
-    answer_beacon,
-    claim,
-    environ_headers,
-    environ_view,
-    input_reader,
-    serve,
-    status_line,
-)
 from .classify import Failure
 from .config import Config, ConfigError, config_from
 from .core import Engine, Reply
+from .views import content_length, environ_headers, environ_view
 
-__all__ = ["GracefailMiddleware"]
+__all__ = ["FAILED", "ROUTE", "GracefailMiddleware"]
+
+# An upstream failure a framework turned into its own 5xx response (Flask's
+# got_request_exception): the WSGI layer sends the page in its place.
+FAILED: Final = "gracefail.failure"
+# The route template of that failure, noted while the framework still knew it.
+ROUTE: Final = "gracefail.route"
 
 Environ = dict[str, Any]
 Write = Callable[[bytes], object]
@@ -84,7 +82,7 @@ class GracefailMiddleware:
         self.route = route
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        if claim(environ, self.engine) is not self.engine:
+        if self.engine.claim(environ) is not self.engine:
             return self.app(environ, start_response)
         if environ.get("PATH_INFO") == self.beacon_path:
             return self._beacon(environ, start_response)
@@ -103,8 +101,35 @@ class GracefailMiddleware:
         return _Body(call, result)
 
     def _beacon(self, environ: Environ, start_response: StartResponse) -> list[bytes]:
-        reply = answer_beacon(self.engine, environ_view(environ), input_reader(environ))
+        view = environ_view(environ)
+        reply = self.engine.answer_beacon(
+            view, content_length(view.headers), input_reader(environ)
+        )
         return _send(start_response, reply)
+
+
+def status_line(status: int) -> str:
+    """``"502 Bad Gateway"`` for WSGI's ``start_response``."""
+    try:
+        return f"{status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        return f"{status} Unknown"
+
+
+def input_reader(environ: Mapping[str, Any]) -> Callable[[int], bytes]:
+    """``read(n)`` for a WSGI body: at most ``n`` bytes, never past ``CONTENT_LENGTH``."""
+    length = content_length(environ_headers(environ))
+    stream = environ.get("wsgi.input")
+
+    def read(limit: int) -> bytes:
+        if stream is None:
+            return b""
+        if length is None:
+            # Without CONTENT_LENGTH, reading is only safe from a terminated input.
+            return bytes(stream.read(limit)) if environ.get("wsgi.input_terminated") else b""
+        return bytes(stream.read(min(length, limit)))
+
+    return read
 
 
 def _finished(environ: Environ, result: Iterable[bytes]) -> bool:
@@ -189,7 +214,7 @@ class _Call:
         if route is None and self.mw.route is not None:
             route = self.mw.route(self.environ)  # the app failed before start_response
         view = environ_view(self.environ, route=route)
-        reply = serve(self.mw.engine, failure, view, app_headers=app_headers, started=self.began)
+        reply = self.mw.engine.serve(failure, view, app_headers=app_headers, started=self.began)
         return _send(self.server, reply, exc_info)
 
 

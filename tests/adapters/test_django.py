@@ -274,7 +274,7 @@ def test_report_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
         capsys.readouterr()
         call_command("gracefail_report", "--format", "json")
     report = json.loads(capsys.readouterr().out)
-    assert (report["failures"], report["by_route"][0]["route"]) == (1, "fail/<str:kind>")
+    assert (report["failures"], report["by_route"][0]["route"]) == (1, "/fail/<str:kind>")
 
 
 def test_missing_django_says_what_to_install(without: Any) -> None:

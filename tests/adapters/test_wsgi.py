@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 
 from gracefail import ConfigError, UpstreamError
-from gracefail._adapters import FAILED, MARKER
 from gracefail.classify import Failure
+from gracefail.core import OWNER as MARKER
 from gracefail.events import ClientEvent, ServerEvent
 from gracefail.tokens import TokenSigner
-from gracefail.wsgi import GracefailMiddleware
+from gracefail.wsgi import FAILED, GracefailMiddleware
 from tests.apps.common import SECRET, ListRecorder
 
 pytestmark = pytest.mark.wsgi

@@ -259,12 +259,12 @@ ADAPTERS = [
         build_werkzeug, _gunicorn("tests.apps.wsgi_app:server_app()"),
     ),
     Adapter(
-        "django-wsgi", "django", "django", "fail/<str:kind>", True, False, False,
+        "django-wsgi", "django", "django", "/fail/<str:kind>", True, False, False,
         build_django_wsgi, _gunicorn("tests.apps.django_project.wsgi:application"),
         {"DJANGO_SETTINGS_MODULE": DJANGO_SETTINGS},
     ),
     Adapter(
-        "django-asgi", "django", "django", "fail/<str:kind>", True, False, True,
+        "django-asgi", "django", "django", "/fail/<str:kind>", True, False, True,
         build_django_asgi,
         _uvicorn("tests.apps.django_project.asgi:application", "--lifespan", "off"),
         {"DJANGO_SETTINGS_MODULE": DJANGO_SETTINGS + "_async"},

@@ -19,10 +19,9 @@ loaders replaces the built-in page (it is a Jinja2 template, rendered by gracefa
 
 from __future__ import annotations
 
-from .._compat import require
+from .._compat import importing
 
-require("django")
-
-from .middleware import GracefailMiddleware  # noqa: E402 - after the framework check
+with importing("django"):
+    from .middleware import GracefailMiddleware
 
 __all__ = ["GracefailMiddleware"]

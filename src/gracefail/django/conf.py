@@ -15,10 +15,10 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.template import engines
 
-from .._adapters import framework_config
-from ..config import Config, ConfigError
+from ..config import Config, ConfigError, framework_config
+from ..core import under_test
 
-__all__ = ["PAGE_TEMPLATE", "get_config", "settings_dict", "template_dir"]
+__all__ = ["PAGE_TEMPLATE", "get_config", "settings_dict", "template_dir", "testing"]
 
 PAGE_TEMPLATE = "gracefail/page.html"
 
@@ -66,6 +66,14 @@ def template_dir() -> str | None:
     return None
 
 
+def testing() -> bool:
+    """Whether Django's test environment is set up (``manage.py test``, pytest-django):
+    ``setup_test_environment()`` gives ``django.core.mail`` its ``outbox``."""
+    from django.core import mail
+
+    return hasattr(mail, "outbox") or under_test()
+
+
 def get_config() -> Config:
     """The Config the current settings describe; ImproperlyConfigured naming a bad key."""
     options = settings_dict()
@@ -74,6 +82,13 @@ def get_config() -> Config:
         if found is not None:
             options["template_dir"] = found
     try:
-        return framework_config(None, options, {}, _secret_key())
+        return framework_config(
+            None,
+            options,
+            {},
+            _secret_key(),
+            project_dir=getattr(settings, "BASE_DIR", None),
+            debug=bool(settings.DEBUG),
+        )
     except ConfigError as exc:
         raise ImproperlyConfigured(f"GRACEFAIL: {str(exc).removeprefix('gracefail: ')}") from exc

@@ -24,10 +24,10 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.utils.encoding import escape_uri_path
 
-from .._adapters import SCOPE_MARKER, answer_beacon, claim, environ_view, serve
 from ..classify import Failure
 from ..core import Engine, Reply, RequestView
-from .conf import get_config
+from ..views import content_length, environ_view
+from .conf import get_config, testing
 
 __all__ = ["GracefailMiddleware"]
 
@@ -39,6 +39,14 @@ def _response(reply: Reply) -> HttpResponse:
     response = HttpResponse(reply.body, status=reply.status)
     for name, value in reply.headers:
         response[name] = value
+    return response
+
+
+def _page(reply: Reply) -> HttpResponse:
+    response = _response(reply)
+    # The engine logs failures it served, rate-limited; Django's request logger would
+    # add an ERROR line per reply, the page's own probes included.
+    response._has_been_logged = True
     return response
 
 
@@ -63,7 +71,7 @@ class GracefailMiddleware:
         self.async_mode = iscoroutinefunction(get_response)
         if self.async_mode:
             markcoroutinefunction(self)
-        self.engine = Engine(get_config())
+        self.engine = Engine(get_config(), testing=testing())
         self.beacon_path = self.engine.beacon_path
         self.timeout = self.engine.config.timeout
 
@@ -88,20 +96,20 @@ class GracefailMiddleware:
         except TimeoutError:
             if not deadline.expired():
                 raise
-            return self._reply(request, self.engine.classifier.app_timeout())
+            return self._reply(request, self.engine.timeout_failure())
         return self._leave(request, response)
 
     def _enter(self, request: HttpRequest) -> HttpResponse | None:
         scope = getattr(request, "scope", None)
-        if isinstance(scope, dict):  # under ASGI: seen by gracefail.asgi around Django too
-            owner = claim(scope, self.engine, SCOPE_MARKER)
-        else:
-            owner = claim(request.META, self.engine)
+        # Under ASGI the scope is what gracefail.asgi around Django marks too.
+        owner = self.engine.claim(scope if isinstance(scope, dict) else request.META)
         if not hasattr(request, _STATE):
             setattr(request, _STATE, (self, owner, time.time()))
         if owner is self.engine and request.path_info == self.beacon_path:
             view = environ_view(request.META, path=escape_uri_path(request.path))
-            return _response(answer_beacon(owner, view, request.read))
+            return _response(
+                owner.answer_beacon(view, content_length(view.headers), request.read)
+            )
         return None
 
     def _leave(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
@@ -116,7 +124,7 @@ class GracefailMiddleware:
         ):
             return response
         failure = owner.failure_for_status(status)
-        reply = _response(serve(owner, failure, view, app_headers=app_headers, started=began))
+        reply = _page(owner.serve(failure, view, app_headers=app_headers, started=began))
         reply.cookies = response.cookies
         response.close()
         return reply
@@ -133,4 +141,4 @@ class GracefailMiddleware:
 
     def _reply(self, request: HttpRequest, failure: Failure) -> HttpResponse:
         _, owner, began = getattr(request, _STATE)
-        return _response(serve(owner, failure, _view(request), started=began))
+        return _page(owner.serve(failure, _view(request), started=began))

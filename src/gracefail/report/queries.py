@@ -5,8 +5,6 @@ SQL text is assembled only from module constants and a reader's column names;
 every value is a bound parameter.
 """
 
-# ruff: noqa: S608 - SQL is built from module constants and column names; values are bound
-
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping

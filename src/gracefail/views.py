@@ -1,0 +1,99 @@
+"""The neutral :class:`~gracefail.core.RequestView` of a WSGI environ or an ASGI scope.
+
+Every adapter builds its view here, so header names, path quoting and the body's
+declared size are read one way for all of them. Django's ``request.META`` has the
+shape of a WSGI environ. Only the error and beacon paths call these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
+from urllib.parse import quote
+
+from .core import RequestView
+
+__all__ = [
+    "content_length",
+    "decode_headers",
+    "environ_headers",
+    "environ_view",
+    "scope_headers",
+    "scope_view",
+]
+
+_PATH_SAFE: Final = "/:@!$&'()*+,;=-._~"
+
+
+def environ_headers(environ: Mapping[str, Any]) -> dict[str, str]:
+    """Request headers from a WSGI environ, with lower-case dashed names."""
+    headers: dict[str, str] = {}
+    for key, value in environ.items():
+        if key.startswith("HTTP_"):
+            headers[key[5:].lower().replace("_", "-")] = value
+        elif key in ("CONTENT_TYPE", "CONTENT_LENGTH") and value:
+            headers[key.lower().replace("_", "-")] = value
+    return headers
+
+
+def environ_view(
+    environ: Mapping[str, Any],
+    *,
+    route: str | None = None,
+    path: str | None = None,
+    scheme: str | None = None,
+) -> RequestView:
+    """The view of a WSGI environ (``path``/``scheme`` when the framework knows better)."""
+    if path is None:
+        raw = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+        path = quote(raw.encode("latin-1", "replace"), safe=_PATH_SAFE) or "/"
+    return RequestView(
+        method=environ.get("REQUEST_METHOD", "GET"),
+        path=path,
+        query=environ.get("QUERY_STRING", ""),
+        headers=environ_headers(environ),
+        scheme=scheme or environ.get("wsgi.url_scheme", "http"),
+        route=route,
+        client_addr=environ.get("REMOTE_ADDR") or None,
+    )
+
+
+def decode_headers(raw: Iterable[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
+    """ASGI header pairs as text, in order, names as sent."""
+    return [(name.decode("latin-1"), value.decode("latin-1")) for name, value in raw]
+
+
+def scope_headers(scope: Mapping[str, Any]) -> dict[str, str]:
+    """Request headers of an ASGI scope; repeated names joined with ", " (RFC 9110)."""
+    headers: dict[str, str] = {}
+    for raw_name, raw_value in scope.get("headers", ()):
+        name = raw_name.decode("latin-1").lower()
+        value = raw_value.decode("latin-1")
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    return headers
+
+
+def scope_view(scope: Mapping[str, Any]) -> RequestView:
+    """The view of an ASGI HTTP scope; the route is Starlette's ``scope["route"].path``."""
+    raw_path = scope.get("raw_path")
+    if raw_path:
+        path = raw_path.decode("latin-1").split("?", 1)[0]
+    else:
+        path = quote(scope.get("root_path", "") + scope.get("path", "/"), safe=_PATH_SAFE + "%")
+    route = getattr(scope.get("route"), "path", None)
+    client = scope.get("client")
+    return RequestView(
+        method=scope.get("method", "GET"),
+        path=path,
+        query=scope.get("query_string", b"").decode("latin-1"),
+        headers=scope_headers(scope),
+        scheme=scope.get("scheme", "http"),
+        route=route if isinstance(route, str) else None,
+        client_addr=client[0] if client else None,
+    )
+
+
+def content_length(headers: Mapping[str, str]) -> int | None:
+    """The request's declared body size, or None when absent or malformed."""
+    value = headers.get("content-length", "").strip()
+    return int(value) if value.isdigit() else None
