@@ -15,6 +15,7 @@ from .classify import Failure
 from .config import LOCALES, Brand, Config, ConfigError, RetryPolicy
 from .render import PAGE_BUDGET, Renderer
 from .report import options as report_options
+from .serve import serve
 
 __all__ = ["main"]
 
@@ -202,3 +203,6 @@ def _dummy_values(slots: frozenset[str]) -> dict[str, str]:
 def report(**values: Any) -> None:
     """Error frequency and what it cost users, from the event store."""
     report_options.run_click(values)
+
+
+main.add_command(serve)

@@ -116,9 +116,11 @@ def default_recorders(config: Config, *, testing: bool = False) -> list[Recorder
 class Engine:
     """Classifies failures, renders replies, checks beacons and records events."""
 
-    def __init__(self, config: Config, *, testing: bool | None = None):
-        """``testing``: whether a test runner is running (default: pytest is loaded)."""
+    def __init__(self, config: Config, *, testing: bool | None = None, source: str = "app"):
+        """``testing``: whether a test runner is running (default: pytest is loaded);
+        ``source``: what the failures it serves are recorded as (``app``, ``gateway``)."""
         self.config = config
+        self.source = source
         self.classifier = Classifier(config.exceptions)
         self.renderer = Renderer(config)
         self.signer = TokenSigner(config.secret, config.token_ttl)
@@ -271,6 +273,7 @@ class Engine:
                 upstream=failure.upstream,
                 error_type=failure.error_type,
                 app_ms=None if started is None else round((now - started) * 1000.0, 3),
+                source=self.source,
             )
         )
         return Reply(failure.status, reply_headers, b"" if view.method == "HEAD" else body)
