@@ -151,7 +151,9 @@ def test_page_recovers_when_the_app_returns_and_the_report_shows_it(
             page=page,
         )
         report = eventually(
-            lambda: (r := stack.report())["recovered"] == 1 and r, what="recovered beacon", page=page
+            lambda: (r := stack.report())["recovered"] == 1 and r,
+            what="recovered beacon",
+            page=page,
         )
     finally:
         context.close()
