@@ -65,7 +65,8 @@ class Gateway:
         config: the page and store options, as for the middleware; ``secret`` is
             required: it must be the app's, or the app refuses the page's beacons.
         routes: route prefixes to label failures with (longest match wins); a path
-            no prefix matches has no route (``unknown`` in metrics and the report), never as the raw path.
+            no prefix matches has no route (``unknown`` in metrics and the report),
+            never the raw path.
     """
 
     def __init__(self, config: Config, *, routes: Iterable[str] = ()) -> None:
