@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final
 
 __all__ = ["CLIENT_KINDS", "OUTCOMES", "ClientEvent", "Event", "ServerEvent"]
 
-ClientKind = Literal[
-    "shown", "retry", "recovered", "gave_up", "abandoned", "manual_retry", "status_click"
-]
 CLIENT_KINDS: Final[frozenset[str]] = frozenset(
     ("shown", "retry", "recovered", "gave_up", "abandoned", "manual_retry", "status_click")
 )
