@@ -4,7 +4,8 @@ and the app it builds must serve the page for an upstream failure."""
 from __future__ import annotations
 
 import asyncio
-import re
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,15 +13,16 @@ import httpx
 import pytest
 
 from tests.conftest import ROOT
+from tests.doc_snippets import examples, imported_distributions, installed_by, shell_commands
 
 DOCS = ROOT / "docs"
 NAV = {"accept": "text/html", "sec-fetch-mode": "navigate"}
-_EXAMPLE = re.compile(r"<!-- example[^>]*-->\s*```python\n(.*?)```", re.S)
+PAGES = ["flask.md", "wsgi.md", "starlette-fastapi.md", "django.md"]
 
 
 def example(page: str) -> dict[str, Any]:
     """Run the page's example block; its globals."""
-    blocks = _EXAMPLE.findall((DOCS / page).read_text(encoding="utf-8"))
+    blocks = examples((DOCS / page).read_text(encoding="utf-8"))
     assert len(blocks) == 1, f"{page} should have exactly one tested example"
     namespace: dict[str, Any] = {"__name__": f"docs_{Path(page).stem.replace('-', '_')}"}
     exec(compile(blocks[0], str(DOCS / page), "exec"), namespace)  # noqa: S102 - our own docs
@@ -28,10 +30,18 @@ def example(page: str) -> dict[str, Any]:
 
 
 @pytest.fixture(autouse=True)
-def _isolated_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _isolated_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> Iterator[None]:
     # The examples use the default store; keep it out of the checkout.
     monkeypatch.setenv("GRACEFAIL_DB", str(tmp_path / "events.sqlite3"))
-    monkeypatch.setenv("GRACEFAIL_SECRET", "docs-secret-0123456789abcdef")
+    # Each example carries its secret (or the framework's SECRET_KEY): without one,
+    # gracefail warns at start-up that beacons will not survive a restart.
+    monkeypatch.delenv("GRACEFAIL_SECRET", raising=False)
+    with caplog.at_level(logging.WARNING, logger="gracefail"):
+        yield
+    records = caplog.get_records("call")
+    assert not [r.getMessage() for r in records if "secret" in r.getMessage()]
 
 
 def wsgi_get(app: Any, path: str, headers: dict[str, str] = NAV) -> httpx.Response:
@@ -95,7 +105,15 @@ def test_django_page() -> None:
     assert "Acme" in response.text
 
 
-@pytest.mark.parametrize("page", ["flask.md", "wsgi.md", "starlette-fastapi.md", "django.md"])
+@pytest.mark.parametrize("page", PAGES)
+def test_each_page_installs_what_its_example_imports(page: str) -> None:
+    text = (DOCS / page).read_text(encoding="utf-8")
+    installed = installed_by(shell_commands(text))
+    needed = set().union(*(imported_distributions(code) for code in examples(text)))
+    assert needed <= installed, f"{page}'s pip install lacks {needed - installed}"
+
+
+@pytest.mark.parametrize("page", PAGES)
 def test_each_page_covers_install_setup_options_and_templates(page: str) -> None:
     text = (DOCS / page).read_text(encoding="utf-8")
     for heading in ("## Install", "## Set up", "## Override the page"):
