@@ -47,6 +47,7 @@ The framework adapters fill in a few defaults of their own: `secret` is derived
 from `SECRET_KEY` (Django, Flask), `store` is `gracefail.sqlite3` next to the
 project (Django: `BASE_DIR`; Flask: the instance folder), and Django's `debug`
 follows `DEBUG` (see [Django](django.md#settings) and [Flask](flask.md#options)).
+What to set before the first deploy: [production](production.md).
 """
 
 SECTIONS = (

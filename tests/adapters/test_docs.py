@@ -113,6 +113,24 @@ def test_each_page_installs_what_its_example_imports(page: str) -> None:
     assert needed <= installed, f"{page}'s pip install lacks {needed - installed}"
 
 
+# What each adapter decides by itself, which its page must say: where the store lands,
+# that tests record nothing, what a short SECRET_KEY does, and Django's DEBUG.
+DEFAULTS_DOCUMENTED = {
+    "django.md": ["follows `DEBUG`", "`BASE_DIR", "record_in_tests", "shorter than 16"],
+    "flask.md": ["instance folder", "`TESTING`", "record_in_tests", "shorter than 16"],
+    "starlette-fastapi.md": ["working directory", "record_in_tests"],
+    "wsgi.md": ["working directory", "record_in_tests"],
+}
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_each_page_says_what_its_adapter_decides(page: str) -> None:
+    text = (DOCS / page).read_text(encoding="utf-8")
+    missing = [words for words in DEFAULTS_DOCUMENTED[page] if words not in text]
+    assert not missing, f"{page} does not say {missing}"
+    assert "`pathlib.Path`" in text, f"{page} should say that store takes a pathlib.Path"
+
+
 @pytest.mark.parametrize("page", PAGES)
 def test_each_page_covers_install_setup_options_and_templates(page: str) -> None:
     text = (DOCS / page).read_text(encoding="utf-8")
