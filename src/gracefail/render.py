@@ -8,6 +8,7 @@ incident id, token and URL into the prepared text, each escaped for where it lan
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import html
 import json
@@ -20,7 +21,6 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 import jinja2
-import rjsmin  # type: ignore[import-untyped]  # ships no type hints
 from markupsafe import Markup
 
 from .classify import Failure
@@ -120,13 +120,21 @@ def safe_url(path: str, query: str) -> str:
     return f"{url}?{query}" if query else url
 
 
+@functools.cache
 def _minify_js(source: str) -> str:
     """The script as the page inlines it: recover.js is written to be read, not shipped.
 
-    rjsmin only drops comments and whitespace (names stay), and its output is a pure
-    function of the source, so the CSP hash (taken from the rendered page) is stable.
+    calmjs.parse parses it (ES5) and prints it without comments or spaces, local names
+    shortened: the readable source would otherwise take the room the 16 KB page leaves for
+    a logo. The output is a pure function of the source (the CSP hash, taken from the
+    rendered page, is stable), so it is computed once per process.
     """
-    minified: str = rjsmin.jsmin(source)
+    # Imported here: parsing costs a few tenths of a second, paid by the first Renderer
+    # only, never by ``import gracefail``.
+    from calmjs.parse import es5  # type: ignore[import-untyped]  # ships no type hints
+    from calmjs.parse.unparsers.es5 import minify_print  # type: ignore[import-untyped]
+
+    minified: str = minify_print(es5(source), obfuscate=True, obfuscate_globals=False)
     if "</" in minified or "<!--" in minified:
         # Either would end or confuse the inline <script> block.
         raise ValueError("recover.js must not contain '</' or '<!--'")

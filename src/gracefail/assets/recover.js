@@ -7,8 +7,9 @@
  * js_service_back, js_gave_up; js_next ("{s}" = whole seconds left), js_status ("{s}" = the
  * status description), js_affected ("{s}" = comma-separated component names).
  *
- * render.py minifies this file (rjsmin) before inlining it, and the page's CSP hashes the
- * minified text: write for the reader, in ES5, with semicolons; comments cost nothing.
+ * render.py minifies this file (calmjs.parse: local names shortened, comments and spaces
+ * dropped) before inlining it, and the page's CSP hashes the minified text. So write for
+ * the reader, in ES5 (the minifier parses ES5 only); long names and comments cost nothing.
  * window.gracefail ({delayBounds, state}) is what the tests drive: keep its shape.
  */
 (function () {
