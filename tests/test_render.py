@@ -1,20 +1,26 @@
-"""The page and the other replies: escaping, CSP, budget, locales, template overrides."""
+"""The page and the other replies: escaping, CSP, budget, locales, template overrides,
+and what the page says (per cause, its tips, its links)."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import html
+import http.client
 import json
 import logging
 import re
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from gracefail import Brand, Config
-from gracefail.config import LOCALES
+from gracefail import Brand, Config, UpstreamError
+from gracefail.classify import Failure
+from gracefail.config import LOCALES, LOGO_BUDGET
 from gracefail.core import Engine, RequestView
+from gracefail.gateway import CAUSES as GATEWAY_CAUSES
 from gracefail.render import PAGE_BUDGET, Renderer
 
 SECRET = "render-secret-0123456789"
@@ -64,17 +70,13 @@ def parse(text: str) -> Structure:
 
 
 def reply_for(gracefail: Engine, path: str = "/orders", query: str = "", **headers: str):  # type: ignore[no-untyped-def]
-    from gracefail.classify import Failure
-
     view = RequestView("GET", path, query, {**NAV, **headers})
     return gracefail.respond(Failure(502, "connection"), view)
 
 
 @pytest.fixture(scope="module")
 def gracefail() -> Engine:
-    return Engine(
-        Config(secret=SECRET, recorders=[], status_page_url="https://status.example.com")
-    )
+    return Engine(Config(secret=SECRET, recorders=[], status_page_url="https://status.example.com"))
 
 
 def config_block(text: str) -> dict[str, object]:
@@ -138,24 +140,27 @@ def test_csp_hashes_match_the_inlined_assets(gracefail: Engine) -> None:
 
 
 def test_every_variant_fits_the_budget() -> None:
+    # The largest logo Brand accepts: the page keeps that much room for one.
+    prefix = "data:image/png;base64,"
+    logo = prefix + "A" * ((LOGO_BUDGET - len(prefix)) // 4 * 4)
     config = Config(
         secret=SECRET,
         recorders=[],
-        brand=Brand(name="A" * 80),
+        brand=Brand(name="A" * 80, logo=logo),
         status_page_url="https://status.example.com/a/long/path",
         status_api_url="https://status.example.com/api/v2/summary.json",
     )
     gracefail = Engine(config)
-    for status in (502, 504):
+    # One cause for each thing the page can say happened.
+    failures = [Failure(502, "connection"), Failure(502, "protocol"), Failure(504, "timeout")]
+    for failure in failures:
         for locale in LOCALES:
             for method in ("GET", "POST"):
-                from gracefail.classify import Failure
-
-                view = RequestView(
-                    method, "/" + "p" * 200, "q=" + "v" * 200, {**NAV, "accept-language": locale}
-                )
-                body = gracefail.respond(Failure(status, "connection"), view).body
-                assert len(body) <= PAGE_BUDGET, (status, locale, method, len(body))
+                # The longest request id that becomes the incident id.
+                headers = {**NAV, "accept-language": locale, "x-request-id": "R" * 64}
+                view = RequestView(method, "/" + "p" * 200, "q=" + "v" * 200, headers)
+                body = gracefail.respond(failure, view).body
+                assert len(body) <= PAGE_BUDGET, (failure, locale, method, len(body))
                 assert f'lang="{locale}"' in body.decode()
 
 
@@ -171,26 +176,11 @@ def test_status_api_origin_allowed_for_connect() -> None:
     assert "connect-src 'self' https://status.example.com;" in csp + ";"
 
 
-def test_502_and_504_explain_differently(gracefail: Engine) -> None:
-    renderer = gracefail.renderer
-    page_502 = renderer.pages[502, "en", True].text.fill(
-        dict.fromkeys(renderer.pages[502, "en", True].text.slots, "x")
-    )
-    page_504 = renderer.pages[504, "en", True].text.fill(
-        dict.fromkeys(renderer.pages[504, "en", True].text.slots, "x")
-    )
-    assert renderer.locales["en"]["explain_502"] in page_502
-    assert renderer.locales["en"]["explain_504"] in page_504
-    assert renderer.locales["en"]["explain_502"] not in page_504
-
-
 @pytest.mark.parametrize("locale", LOCALES)
 def test_locale_chosen_from_accept_language(gracefail: Engine, locale: str) -> None:
     text = reply_for(gracefail, **{"accept-language": f"{locale};q=0.9, xx;q=0.1"}).body.decode()
     assert f'<html lang="{locale}"' in text
-    assert gracefail.renderer.locales[locale]["explain_502"] in text.replace("&#39;", "'").replace(
-        "&#34;", '"'
-    )
+    assert gracefail.renderer.locales[locale]["explain_unreachable"] in unescape(text)
 
 
 def test_every_locale_has_every_key() -> None:
@@ -238,8 +228,6 @@ def test_template_with_a_value_inside_a_script_is_refused(
 
 
 def test_text_and_problem_never_echo_the_request(gracefail: Engine) -> None:
-    from gracefail.classify import Failure
-
     for accept in ("*/*", "application/json"):
         view = RequestView("GET", HOSTILE_PATH, HOSTILE_QUERY, {"accept": accept})
         body = gracefail.respond(Failure(502, "connection"), view).body.decode()
@@ -247,8 +235,234 @@ def test_text_and_problem_never_echo_the_request(gracefail: Engine) -> None:
 
 
 def test_a_renderer_fault_falls_back_to_the_minimal_page(gracefail: Engine) -> None:
-    from gracefail.classify import Failure
-
     reply = gracefail.respond(Failure(503, "connection"), RequestView("GET", "/", "", NAV))
     assert reply.status == 502
     assert b"Temporarily unavailable" in reply.body
+
+
+# -- what the page says (issue 18) --------------------------------------------------------------
+
+STATUS_URL = "https://status.example.com"
+ENGLISH = {
+    "unreachable": "could not reach",
+    "bad_answer": "got a bad answer",
+    "timeout": "did not answer in time",
+}
+
+
+def unescape(text: str) -> str:
+    return html.unescape(text)
+
+
+class Words(HTMLParser):
+    """What a reader meets: visible text, list items with their class, links with their text."""
+
+    HIDDEN = frozenset(("script", "style", "noscript", "title"))
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.text: list[str] = []
+        self.items: list[tuple[str, str]] = []  # (class, text)
+        self.links: list[dict[str, str]] = []  # href, class, text, where (header/main/footer)
+        self._stack: list[str] = []
+        self._item: list[str] | None = None
+        self._item_class = ""
+        self._link: dict[str, str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = {name: value or "" for name, value in attrs}
+        if tag not in ("meta", "img", "br", "input"):
+            self._stack.append(tag)
+        if tag == "li":
+            self._item, self._item_class = [], values.get("class", "")
+        elif tag == "a":
+            where = next((t for t in self._stack if t in ("header", "main", "footer")), "")
+            self._link = {"href": values.get("href", ""), "class": values.get("class", "")}
+            self._link.update(text="", where=where)
+        elif tag == "img" and self._link is not None:
+            self._link["text"] += values.get("alt", "")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self._stack:
+            while self._stack.pop() != tag:
+                pass
+        if tag == "li" and self._item is not None:
+            self.items.append((self._item_class, "".join(self._item).strip()))
+            self._item = None
+        elif tag == "a" and self._link is not None:
+            self.links.append(self._link)
+            self._link = None
+
+    def handle_data(self, data: str) -> None:
+        if self.HIDDEN & set(self._stack):
+            return
+        self.text.append(data)
+        if self._item is not None:
+            self._item.append(data)
+        if self._link is not None:
+            self._link["text"] += data
+
+
+def words(body: bytes) -> Words:
+    parser = Words()
+    parser.feed(body.decode())
+    parser.close()
+    return parser
+
+
+def replies(gracefail: Engine, failure: Failure, method: str = "GET") -> dict[str, str]:
+    """The page's visible text, the problem+json detail and the plain text, for one failure."""
+    out = {}
+    for kind, accept in (("html", NAV["accept"]), ("json", "application/json"), ("text", "*/*")):
+        headers = {"accept": accept, **({"sec-fetch-mode": "navigate"} if kind == "html" else {})}
+        body = gracefail.respond(failure, RequestView(method, "/orders", "", headers)).body
+        if kind == "html":
+            out[kind] = " ".join(words(body).text)
+        elif kind == "json":
+            out[kind] = json.loads(body)["detail"]
+        else:
+            out[kind] = body.decode()
+    return out
+
+
+def upstream_503() -> BaseException:
+    import httpx
+
+    request = httpx.Request("GET", "http://payments.internal/charge")
+    response = httpx.Response(503, request=request)
+    return httpx.HTTPStatusError("503 Service Unavailable", request=request, response=response)
+
+
+def refused_by_httpx() -> BaseException:
+    import httpx
+
+    return httpx.ConnectError("[Errno 111] Connection refused")
+
+
+def read_timeout_by_httpx() -> BaseException:
+    import httpx
+
+    return httpx.ReadTimeout("timed out")
+
+
+@pytest.mark.parametrize(
+    ("make_failure", "status", "story"),
+    [
+        pytest.param(
+            lambda e: e.classify(ConnectionRefusedError(111, "Connection refused")),
+            502,
+            "unreachable",
+            id="502-refused",
+        ),
+        pytest.param(lambda e: e.classify(refused_by_httpx()), 502, "unreachable", id="502-httpx"),
+        pytest.param(lambda e: e.classify(upstream_503()), 502, "bad_answer", id="502-bad-status"),
+        pytest.param(
+            lambda e: e.classify(http.client.BadStatusLine("ICY 200 OK")),
+            502,
+            "bad_answer",
+            id="502-protocol",
+        ),
+        pytest.param(
+            lambda e: e.classify(UpstreamError(status=502)), 502, "bad_answer", id="502-raised"
+        ),
+        pytest.param(lambda e: e.failure_for_status(502), 502, "bad_answer", id="502-app-own"),
+        # The app process itself is down: gracefail serve and the exported pages.
+        pytest.param(
+            lambda e: Failure(502, GATEWAY_CAUSES[502]), 502, "unreachable", id="502-gateway"
+        ),
+        pytest.param(
+            lambda e: Failure(502, GATEWAY_CAUSES[503]), 502, "unreachable", id="503-gateway"
+        ),
+        pytest.param(lambda e: Failure(502, "proxy"), 502, "unreachable", id="502-export"),
+        pytest.param(lambda e: Failure(504, GATEWAY_CAUSES[504]), 504, "timeout", id="504-gateway"),
+        pytest.param(lambda e: e.classify(TimeoutError()), 504, "timeout", id="504-timeout"),
+        pytest.param(lambda e: e.classify(read_timeout_by_httpx()), 504, "timeout", id="504-httpx"),
+        pytest.param(lambda e: e.classifier.app_timeout(), 504, "timeout", id="504-app-timeout"),
+    ],
+)
+def test_the_page_says_what_happened_by_cause(
+    gracefail: Engine, make_failure: Any, status: int, story: str
+) -> None:
+    failure = make_failure(gracefail)
+    assert failure is not None
+    assert failure.status == status
+    for method in ("GET", "POST"):
+        for kind, text in replies(gracefail, failure, method).items():
+            assert ENGLISH[story] in text, (kind, method, text)
+            others = [phrase for name, phrase in ENGLISH.items() if name != story]
+            assert not any(phrase in text for phrase in others), (kind, method, text)
+            assert "invalid answer" not in text
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_every_locale_tells_each_story_in_its_own_words(gracefail: Engine, locale: str) -> None:
+    strings = gracefail.renderer.locales[locale]
+    sentences = {story: strings[f"explain_{story}"] for story in ENGLISH}
+    assert len(set(sentences.values())) == 3, sentences
+    failures = {
+        "unreachable": Failure(502, "connection"),
+        "bad_answer": Failure(502, "upstream_status"),
+        "timeout": Failure(504, "timeout"),
+    }
+    for story, failure in failures.items():
+        view = RequestView("GET", "/", "", {**NAV, "accept-language": locale})
+        text = " ".join(words(gracefail.respond(failure, view).body).text)
+        assert sentences[story] in text, (locale, story)
+
+
+def test_the_brand_in_the_header_links_home() -> None:
+    logo = "data:image/svg+xml;base64," + base64.b64encode(b"<svg/>").decode()
+    for brand in (Brand(name="Acme"), Brand(name="Acme", logo=logo)):
+        engine = Engine(Config(secret=SECRET, recorders=[], brand=brand))
+        for method in ("GET", "POST"):
+            body = engine.respond(Failure(502, "connection"), RequestView(method, "/x", "", NAV))
+            header = [link for link in words(body.body).links if link["where"] == "header"]
+            assert [(link["href"], link["text"]) for link in header] == [("/", "Acme")], method
+
+
+def test_the_status_page_is_linked_once(gracefail: Engine) -> None:
+    for failure in (Failure(502, "connection"), Failure(504, "timeout")):
+        for method in ("GET", "POST"):
+            body = gracefail.respond(failure, RequestView(method, "/x", "", NAV)).body
+            found = [link for link in words(body).links if link["href"] == STATUS_URL]
+            assert len(found) == 1, (failure, method, found)
+            # In the tips, where it is something to do; the script counts its clicks.
+            assert found[0]["class"] == "gf-st"
+            assert found[0]["where"] == "main"
+            assert found[0]["text"] in [text for _, text in words(body).items]
+
+
+def test_no_refresh_tip_beside_automatic_retry(gracefail: Engine) -> None:
+    for locale in LOCALES:
+        strings = gracefail.renderer.locales[locale]
+        assert "tip_refresh" not in strings
+        view = RequestView("GET", "/x", "", {**NAV, "accept-language": locale})
+        page = words(gracefail.respond(Failure(502, "connection"), view).body)
+        tips = [text for _, text in page.items]
+        # Waiting, the status page, and (after retries failed) what to try if only you see it.
+        assert tips == [
+            strings["tip_wait"],
+            strings["tip_status"].replace("{brand}", "This site"),
+            strings["tip_only_you"].replace("{brand}", "This site"),
+        ], locale
+    english = " ".join(words(reply_for(gracefail).body).text).lower()
+    assert "refresh" not in english
+
+
+def test_after_a_post_the_tip_is_not_to_resubmit(gracefail: Engine) -> None:
+    page = words(
+        gracefail.respond(Failure(502, "connection"), RequestView("POST", "/x", "", NAV)).body
+    )
+    strings = gracefail.renderer.locales["en"]
+    assert strings["tip_no_resubmit"] in [text for _, text in page.items]
+
+
+def test_second_stage_tips_are_only_for_when_only_you_see_the_page(gracefail: Engine) -> None:
+    page = words(reply_for(gracefail).body)
+    second = [text for css, text in page.items if "t2" in css.split()]
+    assert len(second) == 1
+    assert second[0].startswith("If only you see this page while others can use This site:")
+    for advice in ("cache", "another browser", "VPN"):
+        assert advice in second[0]
+    # The page still says it is not the user's fault; the tips no longer say otherwise.
+    assert "nothing is wrong with your device or connection" in " ".join(page.text)

@@ -15,21 +15,22 @@ from gracefail.render import PAGE_BUDGET, Renderer
 from tests.conftest import ROOT
 
 THEMES = sorted(p.parent for p in (ROOT / "templates").glob("*/page.html"))
-SCRIPT_IDS = (
-    "gf-live",
-    "gf-count",
-    "gf-spin",
-    "gf-ls",
-    "gf-retry",
-    "gf-back",
-    "gf-link",
-    "gf-config",
+# Every element the recovery script looks up: read from the script, so a theme cannot lag
+# behind it (a missing one stops the script at its first use).
+SCRIPT_IDS = sorted(
+    set(
+        re.findall(
+            r'(?:byId|getElementById)\("(gf-[a-z-]+)"\)',
+            (ROOT / "src" / "gracefail" / "assets" / "recover.js").read_text("utf-8"),
+        )
+    )
 )
 NAV = {"accept": "text/html", "sec-fetch-mode": "navigate"}
 
 
 def test_there_is_at_least_one_theme() -> None:
     assert THEMES
+    assert {"gf-config", "gf-live", "gf-wait", "gf-count", "gf-retry"} <= set(SCRIPT_IDS)
 
 
 @pytest.mark.parametrize("theme", THEMES, ids=[t.name for t in THEMES])
@@ -48,3 +49,6 @@ def test_theme_renders_every_variant(theme: Path) -> None:
         assert len(re.findall(r"<style>", text)) == 1
         assert "style=" not in text.replace("<style>", "")
         assert dict(reply.headers)["x-gracefail-incident"] in text
+        # What happened, per cause: the theme shows the sentence the renderer chose.
+        assert "could not reach a service" in text
+        assert text.count('href="/"') >= 1, "the brand links home"

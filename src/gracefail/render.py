@@ -2,7 +2,8 @@
 
 Jinja2 runs once per variant (status x locale x safe/unsafe method) at start-up,
 with placeholders where per-request values go; a request only splices its
-incident id, token and URL into the prepared text, each escaped for where it lands.
+incident id, token and URL into the prepared text, each escaped for where it lands,
+and the sentence that says what happened, prepared for each kind of cause.
 """
 
 from __future__ import annotations
@@ -21,13 +22,13 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 import jinja2
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
-from .classify import Failure
+from .classify import CONNECTION, Failure
 from .config import LOCALES, Config
 from .negotiate import Kind
 
-__all__ = ["MINIMAL_PAGE", "PAGE_BUDGET", "PageBody", "Renderer"]
+__all__ = ["MINIMAL_PAGE", "PAGE_BUDGET", "PageBody", "Renderer", "what_happened"]
 
 log = logging.getLogger("gracefail")
 
@@ -36,12 +37,25 @@ NOSCRIPT_REFRESH: Final = 30
 TIPS_AFTER: Final = 3
 REASONS: Final = {502: "Bad Gateway", 504: "Gateway Timeout"}
 
+# What the page says happened is the cause's, not the status's: "got a bad answer" is wrong
+# when the connection was refused. Three stories, each a locale key "explain_<story>":
+#   unreachable  the service could not be reached (refused, reset, no route, DNS)
+#   bad_answer   it answered, but not usably (protocol error, its own 5xx, UpstreamError)
+#   timeout      it did not answer in time (every 504)
+# A 502 whose cause is not known here (an app's own 502, a Config.exceptions mapping) is a
+# bad answer: that is what 502 means. Besides the classifier's "connection", the causes of
+# the app process itself being down: "proxy" (the pages `gracefail export` writes for a
+# proxy's error_page) and gateway.CAUSES' "app_unreachable" and "app_unavailable" (a 503).
+UNREACHABLE_CAUSES: Final = frozenset((CONNECTION, "proxy", "app_unreachable", "app_unavailable"))
+STORIES: Final = {502: ("unreachable", "bad_answer"), 504: ("timeout",)}
+
 # Placeholders: private-use characters that no template filter or escaper touches.
 _INCIDENT: Final = "\ue000incident\ue001"
 _TOKEN: Final = "\ue000token\ue001"
 _URL_ATTR: Final = "\ue000url-attr\ue001"
 _URL_JSON: Final = "\ue000url-json\ue001"
 _DETAIL: Final = "\ue000detail\ue001"
+_EXPLAIN: Final = "\ue000explain\ue001"
 _SLOT: Final = re.compile("(\ue000[a-z-]+\ue001)")
 
 MINIMAL_PAGE: Final = (
@@ -87,6 +101,22 @@ class Slotted:
             out.append(values[slot])
             out.append(parts[index])
         return "".join(out)
+
+
+def what_happened(failure: Failure) -> str:
+    """The story the reply tells about ``failure``: unreachable, bad_answer or timeout."""
+    if failure.status == 504:
+        return "timeout"
+    return "unreachable" if failure.cause in UNREACHABLE_CAUSES else "bad_answer"
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """One locale's sentence for one story, escaped once for each kind of reply."""
+
+    html: str
+    json: str
+    text: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +217,12 @@ class Renderer:
         self.pages: dict[tuple[int, str, bool], PageBody] = {}
         self._texts: dict[tuple[int, str, bool], Slotted] = {}
         self._problems: dict[tuple[int, str, bool], Slotted] = {}
+        self._explanations = {
+            (story, locale): self._explanation(story, locale)
+            for stories in STORIES.values()
+            for story in stories
+            for locale in LOCALES
+        }
         self._prepare()
 
     # -- start-up -----------------------------------------------------------
@@ -224,6 +260,14 @@ class Renderer:
                     self._texts[key] = Slotted(self._text(status, locale, safe))
                     self._problems[key] = Slotted(self._problem(status, locale, safe))
 
+    def _explanation(self, story: str, locale: str) -> Explanation:
+        sentence = self.locales[locale][f"explain_{story}"].replace(
+            "{brand}", self.config.brand.name
+        )
+        return Explanation(
+            html=str(escape(sentence)), json=escape_json_string(sentence), text=sentence
+        )
+
     def script_config(self, status: int, locale: str, safe: bool) -> dict[str, Any]:
         """The JSON the page's script reads (placeholders where per-request values go)."""
         config = self.config
@@ -259,6 +303,7 @@ class Renderer:
             brand=config.brand,
             status_page_url=config.status_page_url,
             incident=_INCIDENT,
+            explain=Markup(_EXPLAIN),  # noqa: S704 - placeholder, filled with escaped text
             # After a failed POST the link leads to the site, never back into the form's
             # target or to a health endpoint's JSON.
             retry_url=Markup(_URL_ATTR if safe else "/"),  # noqa: S704 - placeholder or "/"
@@ -273,7 +318,12 @@ class Renderer:
         styles = _STYLE_BLOCK.findall(text)
         if any(_SLOT.search(block) for block in [*scripts, *styles]):
             raise ValueError("page.html puts a per-request value inside a <script> or <style>")
-        size = len(text.encode())
+        # Measured with the longest sentence this status can carry: it must fit with any.
+        longest = max(
+            (self._explanations[story, locale].html for story in STORIES[status]),
+            key=lambda sentence: len(sentence.encode()),
+        )
+        size = len(text.replace(_EXPLAIN, longest).encode())
         if size > PAGE_BUDGET:
             log.warning(
                 "gracefail: the %s/%s page is %d bytes, over the 16 KB budget", status, locale, size
@@ -292,19 +342,16 @@ class Renderer:
         )
         return PageBody(text=Slotted(text), csp=csp)
 
-    def _lines(self, status: int, locale: str, safe: bool) -> tuple[str, str]:
-        strings = self.locales[locale]
-        explain = strings[f"explain_{status}"].replace("{brand}", self.config.brand.name)
+    def _after(self, locale: str, safe: bool) -> str:
         # Scripts and terminals do not retry by themselves: tell them what to do.
-        after = strings["tip_wait" if safe else "next_unsafe"].replace(
+        strings = self.locales[locale]
+        return strings["tip_wait" if safe else "next_unsafe"].replace(
             "{brand}", self.config.brand.name
         )
-        return explain, after
 
     def _text(self, status: int, locale: str, safe: bool) -> str:
         strings = self.locales[locale]
-        explain, after = self._lines(status, locale, safe)
-        lines = [f"{status} {strings[f'title_{status}']}", "", explain, after]
+        lines = [f"{status} {strings[f'title_{status}']}", "", _EXPLAIN, self._after(locale, safe)]
         if self.config.status_page_url:
             lines.append(f"Status: {self.config.status_page_url}")
         lines.append(f"Incident: {_INCIDENT}")
@@ -314,12 +361,11 @@ class Renderer:
 
     def _problem(self, status: int, locale: str, safe: bool) -> str:
         strings = self.locales[locale]
-        explain, after = self._lines(status, locale, safe)
         body: dict[str, Any] = {
             "type": "about:blank",
             "title": REASONS[status],
             "status": status,
-            "detail": f"{explain} {after}",
+            "detail": f"{_EXPLAIN} {self._after(locale, safe)}",
             "instance": f"urn:gracefail:incident:{_INCIDENT}",
             "incident": _INCIDENT,
             "retry_after": self.config.retry.retry_after,
@@ -348,9 +394,11 @@ class Renderer:
         if self.config.debug:
             detail = " ".join(filter(None, [failure.error_type, failure.upstream, failure.detail]))
         status = failure.status
+        explanation = self._explanations[what_happened(failure), locale]
         if kind == "html":
             page = self.pages[status, locale, safe]
             values = {
+                _EXPLAIN: explanation.html,
                 _INCIDENT: incident,
                 _TOKEN: token,
                 _URL_ATTR: html.escape(url),
@@ -359,9 +407,17 @@ class Renderer:
             }
             return page.text.fill_bytes(values), "text/html; charset=utf-8", page.csp
         if kind == "json":
-            values = {_INCIDENT: incident, _DETAIL: escape_json_string(detail)}
+            values = {
+                _EXPLAIN: explanation.json,
+                _INCIDENT: incident,
+                _DETAIL: escape_json_string(detail),
+            }
             body = self._problems[status, locale, safe].fill_bytes(values)
             return body, "application/problem+json", None
-        values = {_INCIDENT: incident, _DETAIL: detail.replace("\n", " ")}
+        values = {
+            _EXPLAIN: explanation.text,
+            _INCIDENT: incident,
+            _DETAIL: detail.replace("\n", " "),
+        }
         body = self._texts[status, locale, safe].fill_bytes(values)
         return body, "text/plain; charset=utf-8", None

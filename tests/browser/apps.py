@@ -20,6 +20,9 @@ Every app has the same routes (``<key>`` is the test's upstream key):
 ``/<key>/<anything>``    GET/HEAD/POST: calls the upstream at ``/<key>``; the real page
                          when it answers, an upstream failure (502/504) when it does not
 =======================  ======================================================
+
+A key that starts with ``refused`` calls an address where nothing listens instead: the
+connection is refused (a 502 whose cause is ``connection``), whatever the upstream's state.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import html
 import io
 import json
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -56,6 +60,22 @@ LOGGED_HEADERS = (
 
 def _upstream() -> str:
     return os.environ["GF_UPSTREAM"].rstrip("/")
+
+
+REFUSED_PREFIX = "refused"
+# Bound but never listening: a connection to it is refused, and no other process can take
+# the port while this one lives.
+_closed_port: socket.socket | None = None
+
+
+def _upstream_url(key: str) -> str:
+    global _closed_port
+    if not key.startswith(REFUSED_PREFIX):
+        return f"{_upstream()}/{key}"
+    if _closed_port is None:
+        _closed_port = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        _closed_port.bind(("127.0.0.1", 0))
+    return f"http://127.0.0.1:{_closed_port.getsockname()[1]}/{key}"
 
 
 def _options() -> dict[str, Any]:
@@ -194,7 +214,7 @@ def _build_asgi() -> Any:
 
     async def page(request: Request) -> Response:
         key = request.path_params["key"]
-        response = await client.get(f"{_upstream()}/{key}")
+        response = await client.get(_upstream_url(key))
         response.raise_for_status()
         return HTMLResponse(real_page(f"Real page {key}", request.url.path))
 
@@ -251,7 +271,7 @@ def wsgi_request_log(app: WSGIApp) -> WSGIApp:
 
 def _call_upstream_sync(key: str) -> None:
     with httpx.Client(timeout=UPSTREAM_TIMEOUT) as client:
-        client.get(f"{_upstream()}/{key}").raise_for_status()
+        client.get(_upstream_url(key)).raise_for_status()
 
 
 def flask_app() -> WSGIApp:

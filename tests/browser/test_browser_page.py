@@ -328,7 +328,7 @@ def test_every_locale_renders_in_its_language(
         assert (
             tab.text("p.code") == f"{t['error_code'].replace('{code}', '502')} · {t['title_502']}"
         )
-        assert t["explain_502"].replace("{brand}", "Acme") in tab.text("main")
+        assert t["explain_bad_answer"].replace("{brand}", "Acme") in tab.text("main")
         assert tab.text("h2") == t["tips_heading"]
         assert tab.text("#gf-retry") == t["retry_now"]
         tab.wait_state("a failed probe", lambda s: s["failures"] >= 1)
@@ -384,3 +384,68 @@ def test_live_status_shows_and_its_failures_change_nothing(
             # Probed and recovered while the status answer was still on its way.
             assert time.time() - statuspage.hits[hits] < SLOW_SECONDS
     statuspage.set("ok")
+
+
+# -- 18. what the page says (issue 18) ----------------------------------------------------
+
+
+def test_a_refused_connection_says_the_service_could_not_be_reached(
+    app: App, tabs: TabFactory
+) -> None:
+    key = new_key("refused")  # the app's call to the upstream is refused (tests/browser/apps.py)
+    tab = tabs()
+    response = tab.goto(app.url(f"/{key}/page"))
+    assert response.status == 502
+    incident = incident_of(response)
+    main = tab.text("main")
+    assert EN["explain_unreachable"] in main
+    assert EN["explain_bad_answer"] not in main
+    causes = eventually(
+        lambda: [e["cause"] for e in app.server_events(incident)], "the server event"
+    )
+    assert causes == ["connection"]
+
+    # The tips: wait and the status page at once; no "refresh" beside the automatic retry.
+    assert tab.page.is_hidden("li.t2")
+    assert "refresh" not in main.lower()
+    assert tab.page.locator("a.gf-st").count() == 1, "the status page is linked once"
+    # After retries have not helped, what to try if only this user sees the page.
+    tab.wait_state("three failed probes", lambda s: s["failures"] >= 3)
+    assert tab.page.is_visible("li.t2")
+    assert tab.text("li.t2") == EN["tip_only_you"].replace("{brand}", "Acme")
+
+
+def test_the_brand_in_the_header_leads_home(app: App, upstream: Upstream, tabs: TabFactory) -> None:
+    key = new_key("home")
+    upstream.set(key, "down")
+    tab = tabs()
+    tab.goto(app.url(f"/{key}/page"))
+    brand = tab.page.locator("header a")
+    assert brand.inner_text() == "Acme"
+    # First on the keyboard's way, as on the site's own pages.
+    tab.page.keyboard.press("Tab")
+    assert tab.page.evaluate("() => document.activeElement.getAttribute('href')") == "/"
+    with tab.page.expect_navigation():
+        brand.click()
+    assert tab.page.url == app.url("/")
+    upstream.set(key, "up")
+
+
+THEMES = sorted(p.parent for p in (ROOT / "templates").glob("*/page.html"))
+
+
+@pytest.mark.parametrize("theme", THEMES, ids=[t.name for t in THEMES])
+def test_every_ready_made_theme_runs_the_recovery_script(
+    theme: Any, apps: AppFactory, upstream: Upstream, tabs: TabFactory
+) -> None:
+    app = apps(template_dir=str(theme))
+    key = new_key(f"theme-{theme.name}")
+    upstream.set(key, "down")
+    tab = tabs()  # fails the test on any script error or CSP violation
+    assert tab.goto(app.url(f"/{key}/page")).status == 502
+    assert EN["explain_bad_answer"] in tab.text("main")
+    tab.wait_state("a failed probe", lambda s: s["failures"] >= 1 and s["nextAt"] > 0)
+    assert tab.text("#gf-live") == EN["js_still"]
+    assert tab.page.is_visible("#gf-count")
+    upstream.set(key, "up")
+    tab.wait_real_page()
