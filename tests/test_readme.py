@@ -86,4 +86,3 @@ def test_readme_django_settings_install_the_app_and_pass_the_checks() -> None:
     ):
         assert "gracefail_report" in get_commands()
         assert [m.id for m in run_checks() if m.id and m.id.startswith("gracefail.")] == []
-

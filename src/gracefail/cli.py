@@ -2,22 +2,34 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import http.server
+import importlib
 import json
+import operator
+import os
 import sys
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
 from ._version import __version__
 from .classify import Failure
-from .config import LOCALES, Brand, Config, ConfigError, RetryPolicy
+from .config import DEFAULT_STORE, LOCALES, Brand, Config, ConfigError
+from .core import Engine
+from .recorders.target import parse_store
 from .render import PAGE_BUDGET, Renderer
 from .report import options as report_options
 from .serve import serve
 
 __all__ = ["main"]
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _examples_dir() -> Path | None:
@@ -145,53 +157,384 @@ def demo(framework: str, port: int) -> None:
     run_demo(["--framework", framework, "--port", str(port)])
 
 
-@main.command()
-@click.option("--template-dir", type=click.Path(file_okay=False, exists=True), default=None)
-def check(template_dir: str | None) -> None:
-    """Validate a configuration's templates: every variant renders within budget."""
-    config = _preview_config(template_dir, "Acme", "#2563eb", None)
+# -- where a configuration comes from: the defaults, Django settings or an app -------------
+
+DEFAULTS = "the defaults and the environment (GRACEFAIL_SECRET, GRACEFAIL_DB)"
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """A configuration, where it came from, and the warnings loading it raised."""
+
+    config: Config
+    source: str
+    warnings: list[str]
+
+
+@contextlib.contextmanager
+def _importable_here() -> Iterator[None]:
+    """The working directory on ``sys.path`` while the user's modules are imported, as
+    ``python -m`` and ``manage.py`` would have it."""
+    here = os.getcwd()
+    added = here not in sys.path
+    if added:
+        sys.path.insert(0, here)
+    try:
+        yield
+    finally:
+        if added and here in sys.path:
+            sys.path.remove(here)
+
+
+def _django_config(module: str) -> Config:
+    try:
+        import django
+        from django.conf import settings
+        from django.core.exceptions import ImproperlyConfigured
+    except ImportError:
+        raise click.UsageError("--settings needs Django: pip install 'gracefail[django]'") from None
+    if settings.configured and getattr(settings, "SETTINGS_MODULE", None) != module:
+        raise click.UsageError(f"Django settings other than {module} are already configured")
+    os.environ["DJANGO_SETTINGS_MODULE"] = module
+    with _importable_here():
+        try:
+            django.setup()
+            from .django.conf import get_config
+
+            return get_config()
+        except (ImportError, ImproperlyConfigured) as exc:
+            raise click.ClickException(f"Django settings {module}: {exc}") from None
+
+
+def _import_object(spec: str) -> object:
+    """``module:attr``, or ``module:factory()`` to call an application factory."""
+    module_name, _, attr = spec.partition(":")
+    name = attr.removesuffix("()")
+    if not module_name or not name:
+        raise click.BadParameter(
+            f"{spec!r}: expected MODULE:ATTR such as shop.app:app", param_hint="--app"
+        )
+    with _importable_here():
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise click.ClickException(f"cannot import {module_name}: {exc}") from None
+        try:
+            found: object = operator.attrgetter(name)(module)
+        except AttributeError:
+            raise click.ClickException(f"{module_name} has no attribute {name!r}") from None
+        return found() if attr.endswith("()") and callable(found) else found
+
+
+def _find_engine(app: object) -> Engine | None:
+    """The engine of the first GracefailMiddleware (ASGI or WSGI) in ``app``'s stack."""
+    todo, seen = [app], set()
+    while todo:
+        layer = todo.pop(0)
+        if id(layer) in seen:
+            continue
+        seen.add(id(layer))
+        engine = getattr(layer, "engine", None)
+        if isinstance(engine, Engine):
+            return engine
+        stack = getattr(layer, "middleware_stack", None)
+        build = getattr(layer, "build_middleware_stack", None)
+        if stack is None and callable(build):
+            # Starlette and FastAPI build their middleware (add_middleware's) on the
+            # first request; building it here runs no request.
+            stack = build()
+        todo += [
+            inner
+            for inner in (stack, getattr(layer, "app", None), getattr(layer, "wsgi_app", None))
+            if inner is not None
+        ]
+    return None
+
+
+def _app_config(spec: str) -> Config:
+    app = _import_object(spec)
+    flask = sys.modules.get("flask")
+    if flask is not None and isinstance(app, flask.Flask):
+        from .flask import EXTENSION_KEY, Gracefail
+
+        if EXTENSION_KEY in app.extensions:
+            return Gracefail.engine(app).config
+    engine = _find_engine(app)  # an app.wsgi_app wrapped by hand is found here too
+    if engine is None:
+        raise click.ClickException(
+            f"{spec} has no GracefailMiddleware: expected a Flask app with Gracefail(app), "
+            "or an ASGI or WSGI app wrapped in (or adding) gracefail's middleware"
+        )
+    return engine.config
+
+
+def _load(settings: str | None, app: str | None) -> Loaded:
+    """The configuration ``--settings`` or ``--app`` names; else gracefail's defaults."""
+    if settings and app:
+        raise click.UsageError("give --settings or --app, not both")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            if settings:
+                config, source = _django_config(settings), f"Django settings {settings}"
+            elif app:
+                config, source = _app_config(app), f"the app {app}"
+            else:
+                config, source = Config(), DEFAULTS
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from None
+    return Loaded(config, source, [str(warning.message) for warning in caught])
+
+
+def _config_source(command: F) -> F:
+    """``--settings`` and ``--app``: the options of the app's own configuration."""
+    command = click.option(
+        "--app",
+        metavar="MODULE:ATTR",
+        default=None,
+        help="A Flask app, or an ASGI/WSGI app with GracefailMiddleware, "
+        "such as shop.app:app (or shop.app:create_app()): use its configuration.",
+    )(command)
+    return click.option(
+        "--settings",
+        metavar="MODULE",
+        default=None,
+        help="A Django settings module, such as shop.settings: use its GRACEFAIL.",
+    )(command)
+
+
+# -- check ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PageSize:
+    """One variant of the page and its size with a request's values filled in."""
+
+    status: int
+    locale: str
+    method: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """What ``gracefail check`` found."""
+
+    source: str
+    template: str
+    pages: list[PageSize]
+    store: str
+    recorders: list[str] | None
+    secret: bool
+    warnings: list[str]
+    budget: int = PAGE_BUDGET
+
+    @property
+    def over_budget(self) -> list[PageSize]:
+        return [page for page in self.pages if page.size > self.budget]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": not self.over_budget,
+            "checked": self.source,
+            "template": self.template,
+            "variants": len(self.pages),
+            "budget": self.budget,
+            "pages": [dataclasses.asdict(page) for page in self.pages],
+            "over_budget": [dataclasses.asdict(page) for page in self.over_budget],
+            "store": self.store,
+            "recorders": self.recorders,
+            "secret": self.secret,
+            "warnings": self.warnings,
+        }
+
+    def summary(self) -> str:
+        sizes = [page.size for page in self.pages]
+        columns = [(status, method) for status in (502, 504) for method in ("GET", "POST")]
+        by_key = {(page.locale, page.status, page.method): page.size for page in self.pages}
+        head = "  ".join(f"{status} {method}".rjust(8) for status, method in columns)
+        rows = [f"    {'locale':<8}{head}"]
+        for locale in sorted({page.locale for page in self.pages}, key=LOCALES.index):
+            cells = "  ".join(f"{by_key.get((locale, *column), 0):>8,}" for column in columns)
+            rows.append(f"    {locale:<8}{cells}")
+        recorders = (
+            f"recorders given: {', '.join(self.recorders)} (the store is not used)"
+            if self.recorders is not None
+            else self.store
+        )
+        lines = [
+            f"checked: {self.source}",
+            f"  template  {self.template}",
+            f"  pages     {len(self.pages)} variants render, {min(sizes):,} to {max(sizes):,} "
+            f"bytes (budget {self.budget:,}):",
+            *rows,
+            f"  store     {recorders}",
+            f"  secret    {'set' if self.secret else 'not set'}",
+        ]
+        if self.warnings:
+            lines += ["warnings:", *(f"  - {warning}" for warning in self.warnings)]
+        over = self.over_budget
+        if over:
+            largest = max(over, key=lambda page: page.size)
+            lines.append(
+                f"FAILED: {len(over)} of {len(self.pages)} variants are over the budget; the "
+                f"largest is {largest.status} {largest.locale} {largest.method}, "
+                f"{largest.size:,} bytes"
+            )
+        else:
+            lines.append("OK")
+        return "\n".join(lines)
+
+
+def _describe_store(store: str) -> str:
+    try:
+        target = parse_store(store)
+    except ConfigError as exc:
+        return str(exc)
+    if target.dialect == "postgresql":
+        return f"{target.describe()} (PostgreSQL, not contacted)"
+    path = Path(target.location).resolve()
+    if path.is_file():
+        return f"{path} (SQLite, {path.stat().st_size:,} bytes)"
+    return f"{path} (SQLite, created on the first failure)"
+
+
+def _config_warnings(config: Config) -> list[str]:
+    found = []
+    if config.secret is None:
+        found.append(
+            "no secret: each process signs beacon tokens with a random key, so beacons that "
+            "reach another worker, or come after a restart, are refused; set GRACEFAIL_SECRET "
+            "(the same on every worker)"
+        )
+    if config.recorders is None and config.store == DEFAULT_STORE:
+        found.append(
+            f"the store is {DEFAULT_STORE} in the working directory, which depends on where "
+            "the server starts; set the store option or GRACEFAIL_DB"
+        )
+    if config.debug:
+        found.append("debug is on: pages show the failure's detail (never in production)")
+    return found
+
+
+def _variant_order(item: tuple[tuple[int, str, bool], object]) -> tuple[int, int, bool]:
+    (status, locale, safe), _ = item
+    return status, LOCALES.index(locale), not safe
+
+
+def _check(loaded: Loaded) -> CheckResult:
+    config = loaded.config
     try:
         renderer = Renderer(config, strict=True)
     except Exception as exc:
         raise click.ClickException(f"the template does not render: {exc!r}") from exc
-    problems = []
-    for (status, locale, safe), page in sorted(renderer.pages.items()):
-        size = len(page.text.fill(_dummy_values(page.text.slots)).encode())
-        if size > PAGE_BUDGET:
-            problems.append(f"{status} {locale} {'GET' if safe else 'POST'}: {size} bytes")
-    click.echo(json.dumps({"variants": len(renderer.pages), "over_budget": problems}))
-    if problems:
+    pages = [
+        PageSize(
+            status,
+            locale,
+            "GET" if safe else "POST",
+            len(page.text.fill(_dummy_values(page.text.slots)).encode()),
+        )
+        for (status, locale, safe), page in sorted(renderer.pages.items(), key=_variant_order)
+    ]
+    template = (
+        str(Path(config.template_dir).resolve() / "page.html")
+        if config.template_dir is not None
+        else "the built-in page"
+    )
+    recorders = (
+        None
+        if config.recorders is None
+        else [type(recorder).__name__ for recorder in config.recorders]
+    )
+    return CheckResult(
+        source=loaded.source,
+        template=template,
+        pages=pages,
+        store=_describe_store(config.store),
+        recorders=recorders,
+        secret=config.secret is not None,
+        warnings=loaded.warnings + _config_warnings(config),
+    )
+
+
+@main.command()
+@_config_source
+@click.option(
+    "--template-dir",
+    type=click.Path(file_okay=False, exists=True),
+    default=None,
+    help="A folder whose page.html replaces the configured one.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def check(settings: str | None, app: str | None, template_dir: str | None, as_json: bool) -> None:
+    """Validate a configuration and its template: every page variant renders within budget.
+
+    Without --settings or --app, checks gracefail's defaults (and the environment's).
+    """
+    loaded = _load(settings, app)
+    if template_dir is not None:
+        config = loaded.config.replace(template_dir=template_dir)
+        loaded = dataclasses.replace(loaded, config=config)
+    result = _check(loaded)
+    click.echo(json.dumps(result.to_json(), indent=2) if as_json else result.summary())
+    if result.over_budget:
         raise SystemExit(1)
 
 
 @main.command()
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Folder to write.")
 @click.option("--force", is_flag=True, help="Overwrite files that exist.")
+@_config_source
 @click.option("--template-dir", type=click.Path(file_okay=False, exists=True), default=None)
-@click.option("--brand", default="This site", show_default=True, help="Brand name on the page.")
-@click.option("--color", default="#2563eb", show_default=True, help="Brand accent colour.")
-@click.option("--status-page", default=None, help="Status page URL to link.")
-@click.option("--retry-after", type=int, default=5, show_default=True, help="Seconds.")
+@click.option("--brand", default=None, help="Brand name [default: the app's, else This site].")
+@click.option("--color", default=None, help="Accent colour [default: the app's, else #2563eb].")
+@click.option("--status-page", default=None, help="Status page URL [default: the app's].")
+@click.option("--retry-after", type=int, default=None, help="Seconds [default: the app's, else 5].")
 def export(
     out: str,
     force: bool,
+    settings: str | None,
+    app: str | None,
     template_dir: str | None,
-    brand: str,
-    color: str,
+    brand: str | None,
+    color: str | None,
     status_page: str | None,
-    retry_after: int,
+    retry_after: int | None,
 ) -> None:
-    """Write static 502/504 pages (and csp.conf) for a proxy to serve when the app is down."""
+    """Write static 502/504 pages (and csp.conf) for a proxy to serve when the app is down.
+
+    The page is the app's own with --settings or --app; the other options win over it.
+    """
     from .export import ExportError, export_pages
 
-    try:
-        config = _preview_config(template_dir, brand, color, status_page).replace(
-            retry=RetryPolicy(retry_after=retry_after)
+    loaded = _load(settings, app)
+    for warning in loaded.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    base = loaded.config
+    changes: dict[str, Any] = {}
+    if brand is not None or color is not None:
+        changes["brand"] = dataclasses.replace(
+            base.brand, name=brand or base.brand.name, color=color or base.brand.color
         )
+    if status_page is not None:
+        changes["status_page_url"] = status_page
+    if template_dir is not None:
+        changes["template_dir"] = template_dir
+    if retry_after is not None:
+        changes["retry"] = dataclasses.replace(base.retry, retry_after=retry_after)
+    try:
+        config = base.replace(**changes)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    try:
         result = export_pages(config, Path(out), force=force)
-    except (ExportError, ConfigError) as exc:
+    except ExportError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"wrote {len(result.files)} files to {out}; see docs/nginx.md")
+    click.echo(
+        f"wrote {len(result.files)} files to {out} ({config.brand.name}, from {loaded.source}); "
+        "see docs/nginx.md"
+    )
 
 
 def _dummy_values(slots: frozenset[str]) -> dict[str, str]:
