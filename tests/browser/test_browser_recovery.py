@@ -58,7 +58,7 @@ def queued(tab: Tab) -> list[str]:
 ROUTE_LABELS = {
     "asgi": "/{key}/{rest:path}",
     "flask": "/<key>/<path:rest>",
-    "django": "<str:key>/<path:rest>",
+    "django": "/<str:key>/<path:rest>",
 }
 
 
