@@ -22,6 +22,7 @@ from ._version import __version__
 from .classify import Failure
 from .config import DEFAULT_STORE, LOCALES, Brand, Config, ConfigError
 from .core import Engine
+from .demo import run as demo_run
 from .recorders.target import parse_store
 from .render import PAGE_BUDGET, Renderer
 from .report import options as report_options
@@ -33,11 +34,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _examples_dir() -> Path | None:
-    here = Path(__file__).resolve()
-    for candidate in (here.parents[2] / "example_apps", here.parent / "_examples"):
-        if (candidate / "run_demo.py").is_file():
-            return candidate
-    return None
+    """``example_apps/`` when gracefail runs from its source checkout (an editable install)."""
+    candidate = Path(__file__).resolve().parents[2] / "example_apps"
+    return candidate if (candidate / "run_demo.py").is_file() else None
 
 
 def _preview_config(
@@ -141,20 +140,35 @@ def preview(
 
 @main.command()
 @click.option(
-    "--framework", type=click.Choice(["fastapi", "starlette", "flask", "django"]), default="fastapi"
+    "--framework",
+    type=click.Choice(sorted(demo_run.APPS)),
+    default="starlette",
+    show_default=True,
+    help="The Starlette shop ships in the package; the others with gracefail's source.",
 )
 @click.option("--port", type=int, default=8000, show_default=True)
 def demo(framework: str, port: int) -> None:
-    """Run a demo app in front of a flapping upstream on 127.0.0.1."""
-    examples = _examples_dir()
-    if examples is None:
-        raise click.ClickException(
-            "the demo apps ship with the source checkout: run `make demo` there"
-        )
-    sys.path.insert(0, str(examples))
-    from run_demo import main as run_demo  # type: ignore[import-not-found]
+    """Run a demo shop in front of a flapping upstream on 127.0.0.1.
 
-    run_demo(["--framework", framework, "--port", str(port)])
+    The shop listens on --port and the upstream on the port after it; the upstream is
+    down or slow 12 s out of every 30, and the page recovers by itself each time.
+    """
+    examples = _examples_dir()
+    if framework not in demo_run.PACKAGED and examples is None:
+        raise click.ClickException(
+            f"the {framework} demo is in example_apps/ of gracefail's source, not in the "
+            "package: get it with `pip download --no-deps --no-binary :all: gracefail` "
+            f"(unpack it, then `make demo FRAMEWORK={framework}` there) or a clone of the "
+            "repository. The package has the Starlette demo: `gracefail demo`"
+        )
+    missing = demo_run.missing_requirements(framework)
+    if missing:
+        extra = f'"gracefail[{framework}]"'
+        others = " ".join(name for name in missing if name != framework)
+        raise click.ClickException(
+            f"the {framework} demo needs {', '.join(missing)}: pip install {extra} {others}"
+        )
+    demo_run.run(framework, port, apps_dir=examples)
 
 
 # -- where a configuration comes from: the defaults, Django settings or an app -------------

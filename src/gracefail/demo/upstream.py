@@ -1,9 +1,9 @@
 """A flapping upstream for the demos: up, then down, then slow, every half minute.
 
-Run it alone with ``python example_apps/upstream.py`` (127.0.0.1:8001). The
+Run it alone with ``python -m gracefail.demo.upstream`` (127.0.0.1:8001). The
 schedule repeats every ``period`` seconds: answers for the first part, refuses
 to answer properly (502-worthy) for ``down`` seconds, then hangs for ``slow``
-seconds (504-worthy, since the apps call it with a short timeout).
+seconds (504-worthy, since the shops call it with a short timeout).
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import asyncio
 import json
 import time
 from typing import Any
+
+__all__ = ["FlappingUpstream"]
 
 START = time.monotonic()
 
@@ -44,7 +46,7 @@ class FlappingUpstream:
             return
         state = self.state()
         if state == "slow":
-            # Longer than the demo apps wait (2 s), short enough not to hold up a shutdown.
+            # Longer than the shops wait (2 s), short enough not to hold up a shutdown.
             await asyncio.sleep(4)
         if state != "up":
             await self._json(send, 503, {"error": "upstream unavailable"})
@@ -65,9 +67,7 @@ class FlappingUpstream:
         await send({"type": "http.response.body", "body": body})
 
 
-app = FlappingUpstream()
-
 if __name__ == "__main__":
     import uvicorn
 
-    uvicorn.run(app, host="127.0.0.1", port=8001, log_level="warning")
+    uvicorn.run(FlappingUpstream(), host="127.0.0.1", port=8001, log_level="warning")
