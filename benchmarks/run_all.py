@@ -17,7 +17,7 @@ import sys
 import time
 from importlib import metadata
 
-from benchmarks import e2e, herd, inprocess
+from benchmarks import e2e, gateway, herd, inprocess
 from benchmarks.harness import Goal, goals_table, group_table, log
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -180,11 +180,13 @@ def main(argv: list[str] | None = None) -> int:
     local = inprocess.run(args.quick, log=log)
     log("end-to-end benchmarks")
     remote = e2e.run(args.quick, log=log)
+    log("gateway (gracefail serve)")
+    backend = gateway.run(args.quick, log=log)
     log("herd simulation")
     crowd = herd.run(plot_path, log=log)
     ingest = "" if args.no_ingest else ingest_section()
 
-    goals = order(local.goals + remote.goals + herd_goals(crowd))
+    goals = order(local.goals + remote.goals + backend.goals + herd_goals(crowd))
     elapsed = time.perf_counter() - began
     quick = " (quick run: fewer rounds, not for publishing)" if args.quick else ""
     parts = [
@@ -213,6 +215,10 @@ def main(argv: list[str] | None = None) -> int:
         "## End to end",
         "",
         remote.markdown,
+        "",
+        "## Gateway: `gracefail serve`",
+        "",
+        backend.markdown,
         "",
         "## Retry herd",
         "",
