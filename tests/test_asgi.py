@@ -166,3 +166,89 @@ def test_app_wrapped_twice_builds_twice() -> None:
     )
     assert a.engine.config.retry.retry_after == 5
     assert b.engine.config.retry.retry_after == 9
+
+
+# -- async-library neutrality and ASGI extension messages ------------------------------
+
+
+def test_lifespan_and_shutdown_flush_under_trio() -> None:
+    """Starlette's own suite runs under trio: the lifespan must not need asyncio's loop."""
+    anyio = pytest.importorskip("anyio")
+    pytest.importorskip("trio")
+    class Closing(ListRecorder):
+        closed = False
+
+        def close(self) -> None:
+            self.closed = True
+
+    recorder = Closing()
+    app = GracefailMiddleware(Starlette(), secret=SECRET, recorders=[recorder])
+    sent: list[dict[str, Any]] = []
+    inbox = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+
+    async def receive() -> dict[str, Any]:
+        return inbox.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
+    anyio.run(app, scope, receive, send, backend="trio")
+    assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    assert recorder.closed, "the recorders were flushed and closed, in a worker thread"
+
+
+def raw_app(status: int, *after: dict[str, Any]) -> Any:
+    """An app that starts ``status`` and then sends ``after`` (extension messages)."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": status, "headers": [],
+                    "trailers": any(m["type"] == "http.response.trailers" for m in after)})
+        for message in after:
+            await send(message)
+
+    return app
+
+
+def drive(app: Any, headers: dict[str, str]) -> list[dict[str, Any]]:
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http", "method": "GET", "path": "/x", "raw_path": b"/x", "query_string": b"",
+        "headers": [(k.encode(), v.encode()) for k, v in headers.items()],
+        "extensions": {"http.response.pathsend": {}, "http.response.trailers": {}},
+    }  # fmt: skip
+    asyncio.run(app(scope, receive, send))
+    return sent
+
+
+def test_extension_messages_keep_their_place_behind_a_held_500() -> None:
+    body = {"type": "http.response.body", "body": b"oops", "more_body": False}
+    trailers = {"type": "http.response.trailers", "headers": [], "more_trailers": False}
+    app = GracefailMiddleware(raw_app(500, body, trailers), secret=SECRET, recorders=[])
+    assert [m["type"] for m in drive(app, NAV)] == [
+        "http.response.start", "http.response.body", "http.response.trailers"
+    ]  # fmt: skip
+    pathsend = {"type": "http.response.pathsend", "path": "/srv/www/error.html"}
+    app = GracefailMiddleware(raw_app(500, pathsend), secret=SECRET, recorders=[])
+    assert [m["type"] for m in drive(app, NAV)] == [
+        "http.response.start", "http.response.pathsend"
+    ]  # fmt: skip
+
+
+def test_a_replaced_502_sends_the_page_and_nothing_of_the_app_after_it() -> None:
+    pathsend = {"type": "http.response.pathsend", "path": "/srv/www/502.html"}
+    app = GracefailMiddleware(raw_app(502, pathsend), secret=SECRET, recorders=[])
+    sent = drive(app, NAV)
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
+    assert b'id="gf-config"' in sent[1]["body"]
+    body = {"type": "http.response.body", "body": b"bad gateway", "more_body": False}
+    trailers = {"type": "http.response.trailers", "headers": [], "more_trailers": False}
+    app = GracefailMiddleware(raw_app(502, body, trailers), secret=SECRET, recorders=[])
+    assert [m["type"] for m in drive(app, NAV)] == ["http.response.start", "http.response.body"]

@@ -18,15 +18,28 @@ Example::
 Placed outside Starlette's ``ServerErrorMiddleware``, it sees a 500 being sent
 and then the exception re-raised: it holds back only a 500's start (and its
 body until complete), and sends the page instead if an upstream failure follows.
+A held 500 therefore reaches the client when the app returns, after its background
+tasks ran; a streamed 500 is released at its first chunk. Messages that follow a held
+start (``http.response.pathsend``, ``http.response.trailers``) are held with it and
+sent in order; those that follow a replaced 502/504 are dropped with its body.
+
+Async-library neutral: under asyncio or trio. ``Config.timeout`` and the recorders'
+flush at shutdown use anyio when it is installed (Starlette depends on it), else asyncio.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import sys
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, Protocol
+
+try:
+    import anyio
+except ImportError:  # pragma: no cover - plain asyncio servers without anyio
+    anyio = None  # type: ignore[assignment]
 
 from .classify import Failure
 from .config import Config, ConfigError, config_from
@@ -57,7 +70,7 @@ class _Exchange:
         self.started = False
         self.held: list[Message] | None = None
         self.replacing = 0
-        self.deadline: asyncio.Timeout | None = None
+        self.deadline: _Deadline | None = None
         self.began = time.time()
 
     def send(self, message: Message) -> Awaitable[None]:
@@ -69,7 +82,7 @@ class _Exchange:
         kind = message["type"]
         if kind == "http.response.start":
             if self.deadline is not None:
-                self.deadline.reschedule(None)
+                self.deadline.disarm()
             status = message["status"]
             if status == 500:
                 self.held = [message]
@@ -82,13 +95,17 @@ class _Exchange:
             self.started = True
             await self.downstream(message)
             return
-        if self.held is not None and kind == "http.response.body":
+        if self.held is not None:
             if self.replacing:
-                if not message.get("more_body", False):
+                # The page replaces the app's body; its last message (the end of the body,
+                # or a pathsend) is when the page goes out.
+                if kind == "http.response.pathsend" or (
+                    kind == "http.response.body" and not message.get("more_body", False)
+                ):
                     await self.finish()
                 return
             self.held.append(message)
-            if message.get("more_body", False):
+            if kind == "http.response.body" and message.get("more_body", False):
                 # A streamed 500 is the app's real answer: let it flow.
                 await self.finish()
             return
@@ -106,6 +123,7 @@ class _Exchange:
                 started=self.began,
             )
             await send_reply(self.downstream, reply)
+            self.downstream = _discard  # what the app sends after its replaced body
             return
         for message in held:
             await self.downstream(message)
@@ -115,7 +133,7 @@ class _Exchange:
         if self.started:
             raise exc
         failure: Failure | None
-        if self.deadline is not None and self.deadline.expired():
+        if self.deadline is not None and self.deadline.expired:
             failure = self.engine.timeout_failure()
         else:
             failure = self.engine.classify(exc)
@@ -125,6 +143,71 @@ class _Exchange:
             raise exc
         reply = self.engine.serve(failure, scope_view(self.scope), started=self.began)
         await send_reply(self.downstream, reply)
+
+
+async def _discard(message: Message) -> None:
+    return None
+
+
+class _Deadline(Protocol):
+    expired: bool
+
+    def disarm(self) -> None: ...
+
+
+class _AnyioDeadline:
+    """``Config.timeout`` as an anyio cancel scope: asyncio and trio alike."""
+
+    __slots__ = ("expired", "scope")
+
+    def __init__(self, seconds: float) -> None:
+        self.scope = anyio.CancelScope(deadline=anyio.current_time() + seconds)
+        self.expired = False
+
+    def disarm(self) -> None:
+        self.scope.deadline = math.inf
+
+
+class _AsyncioDeadline:
+    __slots__ = ("expired", "timeout")
+
+    def __init__(self, seconds: float) -> None:
+        self.timeout = asyncio.timeout(seconds)
+        self.expired = False
+
+    def disarm(self) -> None:
+        self.timeout.reschedule(None)
+
+
+async def _run_with_deadline(
+    app: ASGIApp, scope: Scope, receive: Receive, exchange: _Exchange, seconds: float
+) -> None:
+    """Run the app until it starts its response or ``seconds`` pass; then it is cancelled
+    and ``exchange.failed`` sends the 504 (as if the app had raised ``TimeoutError``)."""
+    if anyio is not None:
+        anyio_deadline = _AnyioDeadline(seconds)
+        exchange.deadline = anyio_deadline
+        with anyio_deadline.scope:
+            await app(scope, receive, exchange.send)
+        if anyio_deadline.scope.cancelled_caught:
+            anyio_deadline.expired = True
+            raise TimeoutError("gracefail: Config.timeout expired")
+        return
+    asyncio_deadline = _AsyncioDeadline(seconds)
+    exchange.deadline = asyncio_deadline
+    try:
+        async with asyncio_deadline.timeout:
+            await app(scope, receive, exchange.send)
+    except TimeoutError:
+        asyncio_deadline.expired = asyncio_deadline.timeout.expired()
+        raise
+
+
+async def _in_thread(function: Callable[[], object]) -> None:
+    if anyio is not None:
+        await anyio.to_thread.run_sync(function)
+    else:
+        await asyncio.get_running_loop().run_in_executor(None, function)
 
 
 async def send_reply(send: Send, reply: Reply) -> None:
@@ -203,8 +286,7 @@ class GracefailMiddleware:
             if self.timeout is None:
                 await self.app(scope, receive, exchange.send)
             else:
-                async with asyncio.timeout(self.timeout) as exchange.deadline:
-                    await self.app(scope, receive, exchange.send)
+                await _run_with_deadline(self.app, scope, receive, exchange, self.timeout)
         except Exception as exc:
             await exchange.failed(exc)
             return
@@ -239,7 +321,7 @@ class GracefailMiddleware:
 
         async def lifespan_send(message: Message) -> None:
             if message["type"] == "lifespan.shutdown.complete":
-                await asyncio.get_running_loop().run_in_executor(None, engine.close)
+                await _in_thread(engine.close)
             await send(message)
 
         return lifespan_send

@@ -18,7 +18,6 @@ routes, so one scenario table can drive them all:
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import http.client
 import json
@@ -30,6 +29,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 
 from gracefail import UpstreamError
@@ -132,7 +132,7 @@ def wait_for_gate(gate: str | None) -> None:
 async def await_gate(gate: str | None) -> None:
     deadline = time.monotonic() + 20
     while gate and not os.path.exists(gate) and time.monotonic() < deadline:
-        await asyncio.sleep(0.01)
+        await anyio.sleep(0.01)
 
 
 def chunks(gate: str | None = None) -> Iterator[bytes]:

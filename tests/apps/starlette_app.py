@@ -5,9 +5,9 @@ gracefail is wrapped around the whole app (outside Starlette's ServerErrorMiddle
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
+import anyio
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
@@ -54,7 +54,7 @@ async def early(request: Request) -> Response:
 
 
 async def slow(request: Request) -> Response:
-    await asyncio.sleep(30)
+    await anyio.sleep(30)  # anyio: the app runs under asyncio and trio
     return PlainTextResponse("too late")
 
 

@@ -18,6 +18,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
@@ -80,13 +81,18 @@ class Client:
         return self._events(until)
 
 
-def _asgi_send(app: Any) -> Callable[[httpx.Request], httpx.Response]:
+def _asgi_send(app: Any, backend: str = "asyncio") -> Callable[[httpx.Request], httpx.Response]:
+    """Each request in a fresh event loop of ``backend`` (asyncio or trio, through anyio)."""
+
     def send(request: httpx.Request) -> httpx.Response:
         async def go() -> httpx.Response:
             async with common.asgi_client(app) as client:
                 return await client.send(request)
 
-        return asyncio.run(go())
+        if backend == "asyncio":
+            return asyncio.run(go())
+        response: httpx.Response = anyio.run(go, backend=backend)
+        return response
 
     return send
 
@@ -114,6 +120,17 @@ def build_starlette(options: dict[str, Any]) -> Client:
 
     app = starlette_app.make_wrapped(**options)
     return Client(_asgi_send(app), _flushed(lambda: app.engine, options["recorders"][0]))
+
+
+def build_starlette_trio(options: dict[str, Any]) -> Client:
+    """Starlette under trio, anyio's other backend (Starlette's own suite runs both)."""
+    pytest.importorskip("trio")
+    from tests.apps import starlette_app
+
+    app = starlette_app.make_wrapped(**options)
+    return Client(
+        _asgi_send(app, backend="trio"), _flushed(lambda: app.engine, options["recorders"][0])
+    )
 
 
 def build_fastapi(options: dict[str, Any]) -> Client:
@@ -244,6 +261,10 @@ ADAPTERS = [
     Adapter(
         "starlette", "starlette", "starlette", _starlette_route(), True, False, True,
         build_starlette, _uvicorn("tests.apps.starlette_app:server_app", "--factory"),
+    ),
+    Adapter(
+        "starlette-trio", "starlette", "starlette", _starlette_route(), True, False, True,
+        build_starlette_trio,
     ),
     Adapter(
         "fastapi", "fastapi", "fastapi", "/fail/{kind}", True, False, True,
