@@ -163,10 +163,9 @@ def demo(framework: str, port: int) -> None:
         )
     missing = demo_run.missing_requirements(framework)
     if missing:
-        extra = f'"gracefail[{framework}]"'
-        others = " ".join(name for name in missing if name != framework)
+        install = [f'"gracefail[{framework}]"', *(name for name in missing if name != framework)]
         raise click.ClickException(
-            f"the {framework} demo needs {', '.join(missing)}: pip install {extra} {others}"
+            f"the {framework} demo needs {', '.join(missing)}: pip install {' '.join(install)}"
         )
     demo_run.run(framework, port, apps_dir=examples)
 
