@@ -75,14 +75,14 @@ def test_thread_starts_lazily_and_close_flushes() -> None:
     gate = Gate()
     gate.open.set()
     pipeline = Pipeline([gate], maxsize=10)
-    assert pipeline._thread is None
+    [lane] = pipeline._lanes
+    assert lane.thread is None
     pipeline.put(event(1))
-    assert pipeline._thread is not None
-    assert pipeline._thread.is_alive()
+    assert lane.thread is not None
+    assert lane.thread.is_alive()
     pipeline.close()
     assert [e.incident for e in gate.events] == ["e1"]  # type: ignore[union-attr]
-    assert pipeline._thread is not None
-    assert not pipeline._thread.is_alive()
+    assert not lane.thread.is_alive()
     pipeline.put(event(2))
     assert pipeline.dropped == 1, "after close, events are dropped and counted"
 
@@ -114,8 +114,8 @@ def test_fork_child_starts_its_own_thread_and_not_the_parents_events(tmp_path: P
     gate = Gate()
     pipeline = Pipeline([SQLiteRecorder(store), gate], maxsize=1000)
     pipeline.put(event(0))
-    time.sleep(0.3)  # the parent's thread is stuck in the gate...
-    pipeline.put(event(1))  # ...so this one is still queued when we fork
+    time.sleep(0.3)  # the gate's thread is stuck in the gate...
+    pipeline.put(event(1))  # ...so this one is still queued for it when we fork
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # fork() with threads (3.12+)
         pid = os.fork()
@@ -123,9 +123,9 @@ def test_fork_child_starts_its_own_thread_and_not_the_parents_events(tmp_path: P
         code = 1
         try:
             gate.open.set()
-            fresh = pipeline._thread is None and len(pipeline._queue) == 0
+            fresh = all(lane.thread is None and not lane.queue for lane in pipeline._lanes)
             pipeline.put(event(100))
-            started = pipeline._thread is not None and pipeline._thread.is_alive()
+            started = all(lane.alive() for lane in pipeline._lanes)
             pipeline.flush()
             code = 0 if fresh and started else 2
         finally:
@@ -136,18 +136,96 @@ def test_fork_child_starts_its_own_thread_and_not_the_parents_events(tmp_path: P
     pipeline.close()
     with sqlite3.connect(store) as conn:
         rows = sorted(r[0] for r in conn.execute("SELECT incident FROM gracefail_failures"))
-    assert rows == ["e0", "e1", "e100"], "each event once: e1 by the parent, e100 by the child"
+    assert rows == ["e0", "e1", "e100"], "each event once: e0, e1 by the parent, e100 by the child"
+    assert [e.incident for e in gate.events] == ["e0", "e1"]  # type: ignore[union-attr]
 
 
 def test_close_does_not_hang_on_a_stuck_recorder(caplog: pytest.LogCaptureFixture) -> None:
     gate = Gate()
     pipeline = Pipeline([gate], maxsize=100)
     pipeline.put(event(0))
-    time.sleep(0.3)  # the thread is stuck in the gate
+    time.sleep(0.3)  # the thread is stuck in the gate, holding e0
     pipeline.put(event(1))
     start = time.monotonic()
     pipeline.close(timeout=0.2)
     assert time.monotonic() - start < 2
-    assert pipeline.dropped == 1
-    assert "still busy at shutdown; 1 queued events dropped" in caplog.text
+    assert pipeline.dropped == 2, "the batch in the recorder's hands counts, not only the queue"
+    assert "still busy at shutdown; 2 events it had not stored are dropped" in caplog.text
     gate.open.set()
+
+
+class Healthy:
+    """A recorder that takes everything at once and says when it has ``expect`` events."""
+
+    def __init__(self, expect: int) -> None:
+        self.events: list[Event] = []
+        self.expect = expect
+        self.all_in = threading.Event()
+
+    def record(self, events: Sequence[Event]) -> None:
+        self.events.extend(events)
+        if len(self.events) >= self.expect:
+            self.all_in.set()
+
+    def close(self) -> None:
+        pass
+
+
+def test_every_event_is_delivered_or_counted_when_a_recorder_hangs_at_shutdown() -> None:
+    """Issue 12: 20 events, close(timeout=1): the slow recorder's in-flight batch was
+    neither delivered nor counted."""
+    slow, healthy = Gate(), Healthy(20)
+    pipeline = Pipeline([slow, healthy], maxsize=1000)
+    pipeline.put(event(0))
+    time.sleep(0.3)  # the slow recorder now holds a batch of one and does not return
+    for n in range(1, 20):
+        pipeline.put(event(n))
+    pipeline.close(timeout=1)
+    slow_counts, healthy_counts = pipeline.counts()
+    assert slow_counts.delivered == 0
+    assert slow_counts.queued == slow_counts.in_flight == 0
+    lost = slow_counts.dropped + slow_counts.failed + slow_counts.shutdown
+    assert lost == 20, slow_counts
+    assert healthy_counts.delivered == 20, healthy_counts
+    assert len(healthy.events) == 20
+    assert pipeline.dropped == 20
+    slow.open.set()  # the slow recorder returns late: its batch is not counted twice
+    assert slow_counts.recorder is slow
+    time.sleep(0.3)
+    assert pipeline.counts()[0].delivered == 0
+    assert pipeline.dropped == 20
+
+
+def test_a_hanging_recorder_does_not_starve_its_neighbour() -> None:
+    """Issue 12: with a recorder blocking for 10 s, its neighbour got 50 of 300 events."""
+    hanging, healthy = Gate(), Healthy(300)
+    pipeline = Pipeline([hanging, healthy], maxsize=1000)
+    for n in range(300):
+        pipeline.put(event(n))
+    try:
+        assert healthy.all_in.wait(5), f"the healthy recorder got {len(healthy.events)} of 300"
+        assert pipeline.flush(0.2) is False, "the hanging recorder has not taken its events"
+    finally:
+        hanging.open.set()
+    assert pipeline.flush(5)
+    assert [c.delivered for c in pipeline.counts()] == [300, 300]
+    pipeline.close()
+
+
+def test_a_full_queue_drops_for_the_slow_recorder_only() -> None:
+    slow, healthy = Gate(), Healthy(50)
+    pipeline = Pipeline([slow, healthy], maxsize=10)
+    pipeline.put(event(0))
+    time.sleep(0.3)  # the slow recorder holds e0
+    for n in range(1, 50):
+        pipeline.put(event(n))
+        if n % 5 == 0:  # the healthy one keeps up meanwhile
+            assert pipeline._lanes[1].wait_idle(time.monotonic() + 5)
+    slow.open.set()
+    assert pipeline.flush(5)
+    slow_counts, healthy_counts = pipeline.counts()
+    assert slow_counts.delivered + slow_counts.dropped == 50
+    assert slow_counts.dropped == 39, slow_counts  # 1 held + 10 queued of 50
+    assert healthy_counts.delivered == 50, healthy_counts
+    assert pipeline.dropped == 39
+    pipeline.close()

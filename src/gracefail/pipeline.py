@@ -1,14 +1,22 @@
-"""The bounded queue between requests and recorders, drained by one background thread.
+"""The bounded queues between requests and recorders, each drained by its own thread.
 
-A request only appends to a deque: it never waits on disk or network. When the
-queue is full the event is dropped and counted. The thread starts lazily in the
-process that records (so a gunicorn worker forked after start-up gets its own),
-and the queue is flushed at interpreter exit.
+A request only appends an event to one deque per recorder: it never waits on disk
+or network. Each recorder has its own queue and background thread, so one that
+hangs (a database that stopped answering, an exporter stuck on a socket) delays
+only its own events; the others keep receiving theirs. When a recorder's queue is
+full the event is dropped for that recorder and counted. The threads start lazily
+in the process that records (so a gunicorn worker forked after start-up gets its
+own), and the queues are flushed at interpreter exit.
+
+Every event put ends, for each recorder, in exactly one of: delivered, dropped
+because its queue was full (or the pipeline closed), failed (the recorder raised
+on its batch), or lost at shutdown (still queued or in the recorder's hands when
+``close`` gave up waiting). :meth:`Pipeline.counts` gives these per recorder.
 
 A recorder that fails is logged once, with the error, until it works again
-(then once more, with how many events it lost); its lost events are counted in
-``failed_events``. Both kinds of loss are handed to recorders that count them
-(``record_dropped``, see :class:`~gracefail.recorders.base.CountsDrops`).
+(then once more, with how many events it lost). Losses are handed to recorders
+that count them (``record_dropped``, see :class:`~gracefail.recorders.base.CountsDrops`)
+with the reason ``queue_full``, ``recorder_error`` or ``shutdown``.
 """
 
 from __future__ import annotations
@@ -18,193 +26,340 @@ import collections
 import logging
 import os
 import threading
+import time
 import weakref
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Final
 
 from .events import Event
 from .recorders.base import CountsDrops, Recorder
 
-__all__ = ["Pipeline"]
+__all__ = ["Pipeline", "RecorderCounts"]
 
 log = logging.getLogger("gracefail")
 
 _BATCH: Final = 500
 _IDLE_WAIT: Final = 0.2
+_REASONS: Final = ("queue_full", "recorder_error", "shutdown")
 
-# Live pipelines, so a forked child can forget its parent's queue and locks.
+# Live pipelines, so a forked child can forget its parent's queues and locks.
 _pipelines: weakref.WeakSet[Pipeline] = weakref.WeakSet()
 
 
+@dataclass(frozen=True, slots=True)
+class RecorderCounts:
+    """What became of the events put, for one recorder.
+
+    ``queued`` and ``in_flight`` are on their way; every other event put is in exactly
+    one of the rest. (A forked child carries on from its parent's counts; what the
+    parent had queued is the parent's to deliver.)
+    """
+
+    recorder: Recorder
+    delivered: int
+    dropped: int
+    failed: int
+    shutdown: int
+    queued: int
+    in_flight: int
+
+
+class _Lane:
+    """One recorder's queue, thread and counts."""
+
+    def __init__(self, pipeline: Pipeline, recorder: Recorder):
+        self.pipeline = pipeline
+        self.recorder = recorder
+        self.counter: CountsDrops | None = recorder if isinstance(recorder, CountsDrops) else None
+        self.queue: collections.deque[Event] = collections.deque()
+        self.delivered = 0
+        self.dropped = 0
+        self.failed = 0
+        self.shutdown = 0
+        self.in_flight = 0
+        # Pipeline-wide losses already handed to this recorder's record_dropped.
+        self.forwarded = (0, 0, 0)
+        self.broken: int | None = None
+        self.abandoned = False
+        self._fresh_state()
+
+    def _fresh_state(self) -> None:
+        # Locks and thread state; after fork() the child gets new ones (the parent's
+        # thread may have held one at fork time).
+        self.lock = threading.Lock()
+        self.wake = threading.Event()
+        self.idle = threading.Condition()
+        self.busy = False
+        self.started = False
+        self.thread: threading.Thread | None = None
+        self.pid = os.getpid()
+
+    def after_fork(self) -> None:
+        # The parent delivers what it queued; this process starts empty.
+        self.queue = collections.deque()
+        self.in_flight = 0
+        self.abandoned = False
+        self._fresh_state()
+
+    def count_drop(self) -> None:
+        with self.lock:
+            self.dropped += 1
+
+    def start(self) -> None:
+        with self.lock:
+            if self.started:
+                return
+            # Lazily, in the process that records: a forked worker (see after_fork)
+            # comes here again and starts its own thread.
+            self.pid = os.getpid()
+            self.thread = threading.Thread(
+                target=self._run, name=f"gracefail-recorder-{type(self.recorder).__name__}",
+                daemon=True,
+            )  # fmt: skip
+            self.thread.start()
+            self.started = True
+
+    def alive(self) -> bool:
+        thread = self.thread
+        return thread is not None and thread.is_alive() and self.pid == os.getpid()
+
+    def _run(self) -> None:
+        while True:
+            self.wake.wait(_IDLE_WAIT)
+            self.wake.clear()
+            self.drain()
+            if self.abandoned or (self.pipeline.closed and not self.queue):
+                return
+
+    def drain(self) -> None:
+        """Hand everything queued so far to the recorder (on the calling thread)."""
+        with self.idle:
+            self.busy = True
+        try:
+            while True:
+                with self.lock:
+                    if self.abandoned or not self.queue:
+                        break
+                    queue = self.queue
+                    batch = [queue.popleft() for _ in range(min(_BATCH, len(queue)))]
+                    self.in_flight = len(batch)
+                self._deliver(batch)
+            if self.counter is not None and not self.abandoned:
+                self._forward_drops(self.counter)
+        finally:
+            with self.idle:
+                self.busy = False
+                self.idle.notify_all()
+
+    def _deliver(self, batch: list[Event]) -> None:
+        recorder = self.recorder
+        try:
+            recorder.record(batch)
+        except Exception:
+            with self.lock:
+                if self.abandoned:
+                    return  # counted as lost at shutdown already
+                self.in_flight = 0
+                self.failed += len(batch)
+            if self.broken is None:
+                log.exception(
+                    "gracefail: recorder %r failed; its events are dropped and counted "
+                    "until it recovers",
+                    recorder,
+                )
+                self.broken = 0
+            self.broken += len(batch)
+            return
+        with self.lock:
+            if self.abandoned:
+                return  # counted as lost at shutdown already
+            self.in_flight = 0
+            self.delivered += len(batch)
+        if self.broken is not None:
+            log.warning(
+                "gracefail: recorder %r recovered; %d events were dropped meanwhile",
+                recorder,
+                self.broken,
+            )
+            self.broken = None
+
+    def _forward_drops(self, counter: CountsDrops) -> None:
+        """Hand the pipeline's losses since the last call to this recorder's counter."""
+        totals = self.pipeline.loss_totals()
+        new = [now - before for now, before in zip(totals, self.forwarded, strict=True)]
+        if not any(new):
+            return
+        self.forwarded = totals
+        for count, reason in zip(new, _REASONS, strict=True):
+            if count:
+                try:
+                    counter.record_dropped(count, reason)
+                except Exception:
+                    log.debug("gracefail: %r could not count dropped events", self.recorder)
+
+    def wait_idle(self, deadline: float) -> bool:
+        self.wake.set()
+        with self.idle:
+            return self.idle.wait_for(
+                lambda: self.abandoned or (not self.queue and not self.busy),
+                max(0.0, deadline - time.monotonic()),
+            )
+
+    def abandon(self) -> int:
+        """Give up on a recorder that hangs: what it still holds is lost; returns how much."""
+        with self.lock:
+            lost = len(self.queue) + self.in_flight
+            self.queue.clear()
+            self.in_flight = 0
+            self.shutdown += lost
+            self.abandoned = True
+        self.wake.set()
+        return lost
+
+    def snapshot(self) -> RecorderCounts:
+        with self.lock:
+            return RecorderCounts(
+                recorder=self.recorder,
+                delivered=self.delivered,
+                dropped=self.dropped,
+                failed=self.failed,
+                shutdown=self.shutdown,
+                queued=len(self.queue),
+                in_flight=self.in_flight,
+            )
+
+
 class Pipeline:
-    """Hands events to recorders off the request path."""
+    """Hands events to recorders off the request path, one queue and thread per recorder.
+
+    ``maxsize`` bounds each recorder's queue. ``dropped`` and ``failed_events`` add up
+    the recorders' losses (an event lost by two recorders counts twice); ``counts()``
+    has them per recorder.
+    """
 
     def __init__(self, recorders: Sequence[Recorder], maxsize: int):
         self.recorders = list(recorders)
         self.maxsize = maxsize
-        self.dropped = 0
-        self.failed_events = 0
-        self._forwarded = (0, 0)
-        self._drop_counters = [r for r in self.recorders if isinstance(r, CountsDrops)]
-        self._queue: collections.deque[Event] = collections.deque()
-        self._wake = threading.Event()
-        self._idle = threading.Condition()
-        self._busy = False
-        self._pid = -1
-        self._started = False
-        self._closed = False
-        self._thread: threading.Thread | None = None
-        self._start_lock = threading.Lock()
-        self._broken: dict[int, int] = {}
+        self.closed = False
+        self._lanes = [_Lane(self, recorder) for recorder in self.recorders]
         _pipelines.add(self)
         atexit.register(_close_at_exit, weakref.ref(self))
 
     def put(self, event: Event) -> None:
-        """Queue an event; never blocks. A full queue drops it and counts the drop."""
-        queue = self._queue
-        size = len(queue)
-        if size >= self.maxsize or self._closed:
-            self.dropped += 1
+        """Queue an event for every recorder; never blocks. A full queue drops it and
+        counts the drop (for that recorder only)."""
+        if self.closed:
+            for lane in self._lanes:
+                lane.count_drop()
             return
-        queue.append(event)
-        if not self._started:
-            self._start()
-        elif size == _BATCH - 1:
-            # A full batch is waiting: wake the thread now rather than at its next tick.
-            self._wake.set()
+        maxsize = self.maxsize
+        for lane in self._lanes:
+            queue = lane.queue
+            size = len(queue)
+            if size >= maxsize:
+                lane.count_drop()
+                continue
+            queue.append(event)
+            if not lane.started:
+                lane.start()
+            elif size == _BATCH - 1:
+                # A full batch is waiting: wake the thread now rather than at its next tick.
+                lane.wake.set()
 
-    def _start(self) -> None:
-        with self._start_lock:
-            if self._started:
-                return
-            # Lazily, in the process that records: a forked worker (see _after_fork)
-            # comes here again and starts its own thread.
-            self._pid = os.getpid()
-            self._wake = threading.Event()
-            self._idle = threading.Condition()
-            self._thread = threading.Thread(
-                target=self._run, name="gracefail-recorder", daemon=True
-            )
-            self._thread.start()
-            self._started = True
+    @property
+    def dropped(self) -> int:
+        """Events dropped for a recorder: its queue was full, the pipeline was closed,
+        or it still held them when ``close`` stopped waiting."""
+        return sum(lane.dropped + lane.shutdown for lane in self._lanes)
 
-    def _run(self) -> None:
-        while True:
-            self._wake.wait(_IDLE_WAIT)
-            self._wake.clear()
-            self.drain()
-            if self._closed and not self._queue:
-                return
+    @property
+    def failed_events(self) -> int:
+        """Events lost because a recorder raised on their batch."""
+        return sum(lane.failed for lane in self._lanes)
+
+    def counts(self) -> list[RecorderCounts]:
+        """What became of the events put, per recorder (in the order given)."""
+        return [lane.snapshot() for lane in self._lanes]
+
+    def loss_totals(self) -> tuple[int, int, int]:
+        """(queue_full, recorder_error, shutdown) over every recorder."""
+        lanes = self._lanes
+        return (
+            sum(lane.dropped for lane in lanes),
+            sum(lane.failed for lane in lanes),
+            sum(lane.shutdown for lane in lanes),
+        )
 
     def drain(self) -> None:
         """Hand everything queued so far to the recorders (on the calling thread)."""
-        with self._idle:
-            self._busy = True
-        try:
-            while self._queue:
-                batch: list[Event] = []
-                while self._queue and len(batch) < _BATCH:
-                    batch.append(self._queue.popleft())
-                self._deliver(batch)
-            self._forward_drops()
-        finally:
-            with self._idle:
-                self._busy = False
-                self._idle.notify_all()
-
-    def _deliver(self, batch: list[Event]) -> None:
-        for recorder in self.recorders:
-            try:
-                recorder.record(batch)
-            except Exception:
-                self.failed_events += len(batch)
-                lost = self._broken.get(id(recorder))
-                if lost is None:
-                    log.exception(
-                        "gracefail: recorder %r failed; its events are dropped and counted "
-                        "until it recovers",
-                        recorder,
-                    )
-                    lost = 0
-                self._broken[id(recorder)] = lost + len(batch)
-            else:
-                lost = self._broken.pop(id(recorder), None)
-                if lost is not None:
-                    log.warning(
-                        "gracefail: recorder %r recovered; %d events were dropped meanwhile",
-                        recorder,
-                        lost,
-                    )
-
-    def _forward_drops(self) -> None:
-        """Hand the losses since the last call to the recorders that count them."""
-        queue_full = self.dropped - self._forwarded[0]
-        failed = self.failed_events - self._forwarded[1]
-        if not (queue_full or failed) or not self._drop_counters:
-            return
-        self._forwarded = (self.dropped, self.failed_events)
-        for recorder in self._drop_counters:
-            for count, reason in ((queue_full, "queue_full"), (failed, "recorder_error")):
-                if count:
-                    try:
-                        recorder.record_dropped(count, reason)
-                    except Exception:
-                        log.debug("gracefail: %r could not count dropped events", recorder)
+        for lane in self._lanes:
+            lane.drain()
 
     def _after_fork(self) -> None:
-        # The parent delivers what it queued; this process starts empty, with
-        # fresh locks (one may have been held by the parent's thread at fork time).
-        self._queue = collections.deque()
-        self._wake = threading.Event()
-        self._idle = threading.Condition()
-        self._start_lock = threading.Lock()
-        self._busy = False
-        self._thread = None
-        self._started = False
-        self._forwarded = (self.dropped, self.failed_events)
+        totals = self.loss_totals()
+        for lane in self._lanes:
+            lane.after_fork()
+            lane.forwarded = totals
 
     def flush(self, timeout: float = 5.0) -> bool:
-        """Wait until every queued event reached the recorders; True if it did in time."""
-        thread = self._thread
-        if thread is None or not thread.is_alive() or self._pid != os.getpid():
-            self.drain()
-            return True
-        self._wake.set()
-        with self._idle:
-            return self._idle.wait_for(lambda: not self._queue and not self._busy, timeout)
+        """Wait until every queued event reached its recorder; True if all did in time.
+
+        The recorders drain in parallel: one that hangs does not hold up the others,
+        and the wait is ``timeout`` in all.
+        """
+        deadline = time.monotonic() + timeout
+        done = True
+        for lane in self._lanes:
+            if lane.alive():
+                lane.wake.set()
+        for lane in self._lanes:
+            if lane.alive():
+                done = lane.wait_idle(deadline) and done
+            elif not lane.abandoned:
+                lane.drain()
+        return done
 
     def close(self, timeout: float = 5.0) -> None:
-        """Flush, stop the thread and close the recorders (idempotent).
+        """Flush, stop the threads and close the recorders (idempotent).
 
-        Waits at most ``timeout`` seconds for the queue to drain and as long again
-        for the thread to stop; a recorder that hangs longer loses what is queued.
+        Waits at most ``timeout`` seconds in all for the recorders to take what is
+        queued. A recorder still busy then is left to its (daemon) thread: the events
+        it holds or has queued are counted as lost at shutdown (``shutdown`` in
+        :meth:`counts`, and in ``dropped``), and it is not closed, since closing
+        could wait on the call that hangs.
         """
-        if self._closed:
+        if self.closed:
             return
+        self.closed = True  # from now on, put() drops and counts
+        deadline = time.monotonic() + timeout
         self.flush(timeout)
-        self._closed = True
-        self._wake.set()
-        thread = self._thread
-        if thread is not None and thread.is_alive() and self._pid == os.getpid():
-            thread.join(timeout)
-            if thread.is_alive():
-                # A recorder hangs: do not hang shutdown with it (the thread is a daemon).
-                left = len(self._queue)
-                self._queue.clear()
-                self.dropped += left
-                log.warning(
-                    "gracefail: a recorder is still busy at shutdown; %d queued events dropped",
-                    left,
-                )
-                return
-        self.drain()
-        for recorder in self.recorders:
-            close = getattr(recorder, "close", None)
+        stuck: list[_Lane] = []
+        for lane in self._lanes:
+            thread = lane.thread
+            if lane.alive() and thread is not None:
+                lane.wake.set()
+                thread.join(max(0.0, deadline - time.monotonic()))
+                if thread.is_alive():
+                    stuck.append(lane)
+        for lane in stuck:
+            lost = lane.abandon()
+            log.warning(
+                "gracefail: recorder %r is still busy at shutdown; %d events it had "
+                "not stored are dropped",
+                lane.recorder,
+                lost,
+            )
+        for lane in self._lanes:
+            if lane.abandoned:
+                continue
+            lane.drain()  # what a racing put() queued, and the last losses to count
+            close = getattr(lane.recorder, "close", None)
             if callable(close):
                 try:
                     close()
                 except Exception:
-                    log.exception("gracefail: closing recorder %r failed", recorder)
+                    log.exception("gracefail: closing recorder %r failed", lane.recorder)
 
 
 def _close_at_exit(ref: weakref.ref[Pipeline]) -> None:
