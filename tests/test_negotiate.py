@@ -5,10 +5,21 @@ Header sets are what real clients send (copied from browsers' and tools' request
 
 from __future__ import annotations
 
+import gc
+import tracemalloc
+
 import pytest
 
+from gracefail import Config
 from gracefail.config import LOCALES
-from gracefail.negotiate import negotiate_kind, negotiate_locale, parse_accept
+from gracefail.core import Engine, RequestView
+from gracefail.negotiate import (
+    MAX_LANGUAGE,
+    language_key,
+    negotiate_kind,
+    negotiate_locale,
+    parse_accept,
+)
 
 CHROME_ACCEPT = (
     "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,"
@@ -233,3 +244,53 @@ def test_negotiate_locale_always_answers_an_available_locale() -> None:
 
 def test_huge_accept_language_is_safe() -> None:
     assert negotiate_locale("xx;q=0.9, " * 10_000, LOCALES, "en") == "en"
+
+
+@pytest.mark.parametrize(("header", "locale"), LOCALE_CASES)
+def test_negotiation_reads_only_the_language_key(header: str | None, locale: str) -> None:
+    """What the engine caches on: equal keys must negotiate alike."""
+    assert negotiate_locale(language_key(header), LOCALES, "en") == locale
+
+
+def test_language_key_is_bounded_lowercase_and_without_spaces() -> None:
+    assert language_key(" De-DE , de;q=0.9,\ten ; q=0.8 ") == "de-de,de;q=0.9,en;q=0.8"
+    assert language_key(None) == language_key("") == ""
+    long = "fr-CA, " + "xx;q=0.1, " * 100_000
+    key = language_key(long)
+    assert len(key) <= MAX_LANGUAGE
+    assert key.startswith("fr-ca,")
+    assert key.endswith("xx;q=0.1"), "cut after a whole item"
+    assert negotiate_locale(long, LOCALES, "en") == "fr"
+    assert language_key("x" * 100_000) == "", "one item longer than the bound is not read"
+
+
+def test_huge_accept_is_read_only_in_part() -> None:
+    assert len(parse_accept("a," * 500_000)) <= 32
+    assert parse_accept("text/html;q=0.5, " + "a" * 1_000_000) == [("text/html", 0.5, 0)]
+
+
+def test_distinct_huge_accept_languages_are_not_kept() -> None:
+    """Issue 12: 300 failing requests with distinct 1 MB Accept-Language values left the
+    process 302 MB larger: the engine kept every raw value as a cache key."""
+    engine = Engine(Config(secret="test-secret-0123456789abcdef", recorders=[]), testing=True)
+    failure = engine.failure_for_status(502)
+
+    def reply(language: str) -> None:
+        view = RequestView(
+            "GET", "/p", headers={"accept": "text/html", "accept-language": language}
+        )
+        assert engine.respond(failure, view).status == 502
+
+    reply("fr")  # warm up what every reply allocates once
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for n in range(300):
+            reply(f"x{n:04d}-" + "y" * 100_000)  # 300 distinct 100 KB values: 30 MB in all
+        gc.collect()
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    engine.close()
+    assert kept < 2_000_000, f"{kept} bytes kept after 300 distinct 100 KB headers"

@@ -20,7 +20,7 @@ from .classify import Classifier, Failure
 from .config import DEFAULT_STORE, LOCALES, UPSTREAM_STATUSES, Config
 from .events import Event, ServerEvent
 from .guard import BeaconGuard, Verdict
-from .negotiate import negotiate_kind, negotiate_locale
+from .negotiate import language_key, negotiate_kind, negotiate_locale
 from .pipeline import Pipeline
 from .recorders.base import Recorder
 from .recorders.store import store_recorder
@@ -32,6 +32,8 @@ __all__ = ["OWNER", "REPLACED_HEADERS", "SAFE_METHODS", "Engine", "Reply", "Requ
 log = logging.getLogger("gracefail")
 
 SAFE_METHODS: Final = frozenset(("GET", "HEAD"))
+# Distinct Accept-Language keys remembered (each at most negotiate.MAX_LANGUAGE characters).
+_LOCALE_CACHE: Final = 512
 # The key naming the engine that owns a request (the outermost gracefail) in a WSGI
 # environ, Django's request.META or an ASGI scope; PEP 3333 wants a dotted name.
 OWNER: Final = "gracefail.owner"
@@ -134,7 +136,9 @@ class Engine:
         self.guard = BeaconGuard()
         self.beacon_path = config.beacon_path
         self._retry_after = str(config.retry.retry_after)
-        self._locales: dict[str | None, str] = {}
+        # Negotiated locales by language_key (bounded, normalised): never the raw header,
+        # which a client may make megabytes long and different on every request.
+        self._locales: dict[str, str] = {}
         self._log_next = 0.0
         self._log_quiet = 0
         self._warned_nested = False
@@ -233,12 +237,13 @@ class Engine:
     ) -> Reply:
         headers = view.headers
         kind = negotiate_kind(headers)
-        language = headers.get("accept-language")
+        language = language_key(headers.get("accept-language"))
         locale = self._locales.get(language)
         if locale is None:
             locale = negotiate_locale(language, LOCALES, self.config.default_locale)
-            if len(self._locales) < 1024:
-                self._locales[language] = locale
+            if len(self._locales) >= _LOCALE_CACHE:
+                self._locales.clear()
+            self._locales[language] = locale
         safe = view.method in SAFE_METHODS
         incident = incident_from_request_id(headers.get("x-request-id"))
         token = self.signer.sign(incident, failure.status)

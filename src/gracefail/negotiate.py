@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Final, Literal
 
-__all__ = ["Kind", "negotiate_kind", "negotiate_locale", "parse_accept"]
+__all__ = ["Kind", "language_key", "negotiate_kind", "negotiate_locale", "parse_accept"]
 
 Kind = Literal["html", "json", "text"]
 
@@ -13,12 +13,28 @@ _HTML: Final = ("text/html", "application/xhtml+xml")
 _JSON: Final = ("application/problem+json", "application/json")
 _TEXT: Final = ("text/plain",)
 _MAX_ITEMS: Final = 32
+# What is read of a header: a client may send megabytes, and a failing request must not
+# cost more to answer than a healthy one. Browsers send well under 200 characters.
+_MAX_ACCEPT: Final = 1024
+MAX_LANGUAGE: Final = 256
+
+
+def _whole_items(value: str, limit: int) -> str:
+    """``value`` if it has at most ``limit`` characters, else its whole items within them."""
+    if len(value) <= limit:
+        return value
+    cut = value[: limit + 1]
+    return cut[: max(cut.rfind(","), 0)]
 
 
 def parse_accept(value: str) -> list[tuple[str, float, int]]:
-    """``Accept``-style header -> [(token, q, position)], ignoring malformed parts."""
+    """``Accept``-style header -> [(token, q, position)], ignoring malformed parts.
+
+    Reads at most the whole items within the first 1,024 characters, and 32 of them.
+    """
     items: list[tuple[str, float, int]] = []
-    for position, part in enumerate(value.split(",")[:_MAX_ITEMS]):
+    parts = _whole_items(value, _MAX_ACCEPT).split(",", _MAX_ITEMS)[:_MAX_ITEMS]
+    for position, part in enumerate(parts):
         token, _, params = part.partition(";")
         token = token.strip().lower()
         if not token:
@@ -98,12 +114,25 @@ def negotiate_kind(headers: Mapping[str, str]) -> Kind:
     return kind  # type: ignore[return-value]
 
 
+def language_key(header: str | None) -> str:
+    """The part of an ``Accept-Language`` header that negotiation reads, normalised.
+
+    At most ``MAX_LANGUAGE`` characters (cut after the last whole item), lower-case,
+    without whitespace. :func:`negotiate_locale` reads only this, so two headers with
+    one key get one locale: a cache keyed on it is exact and its keys are bounded.
+    """
+    if not header:
+        return ""
+    return "".join(_whole_items(header, MAX_LANGUAGE).split()).lower()
+
+
 def negotiate_locale(header: str | None, available: Sequence[str], default: str) -> str:
     """Best locale in ``available`` for an ``Accept-Language`` header, else ``default``.
 
     Matches exactly first, then by language (``pt`` -> ``pt-BR``); Chinese maps to
-    ``zh-Hans`` only for Simplified-script regions.
+    ``zh-Hans`` only for Simplified-script regions. Reads only :func:`language_key`.
     """
+    header = language_key(header)
     if not header:
         return default
     lowered = {name.lower(): name for name in available}
