@@ -34,6 +34,8 @@ log = logging.getLogger("gracefail")
 SAFE_METHODS: Final = frozenset(("GET", "HEAD"))
 # Distinct Accept-Language keys remembered (each at most negotiate.MAX_LANGUAGE characters).
 _LOCALE_CACHE: Final = 512
+# What a log line shows of one value from a request (a path may be kilobytes long).
+_LOG_VALUE_MAX: Final = 512
 # The key naming the engine that owns a request (the outermost gracefail) in a WSGI
 # environ, Django's request.META or an ASGI scope; PEP 3333 wants a dotted name.
 OWNER: Final = "gracefail.owner"
@@ -87,6 +89,20 @@ def route_label(route: str | None) -> str | None:
     if route is None or route.startswith("/"):
         return route
     return "/" + route
+
+
+def loggable(value: object, limit: int = _LOG_VALUE_MAX) -> str:
+    """``value`` as one log line may show it: at most ``limit`` characters (then the
+    length), and every character that is not printable (C0 and C1 controls, DEL, line
+    and paragraph separators) and the backslash escaped the way ``repr`` escapes them."""
+    text = str(value)
+    if len(text) > limit:
+        text = f"{text[:limit]}...({len(text)} characters)"
+    if text.isprintable() and "\\" not in text:
+        return text
+    return "".join(
+        char if char.isprintable() and char != "\\" else repr(char)[1:-1] for char in text
+    )
 
 
 def under_test() -> bool:
@@ -284,7 +300,12 @@ class Engine:
         return Reply(failure.status, reply_headers, b"" if view.method == "HEAD" else body)
 
     def log_failure(self, method: object, path: object, failure: Failure, reply: Reply) -> None:
-        """One WARNING line per second at most; the lines left out are counted in the next."""
+        """One WARNING line per second at most; the lines left out are counted in the next.
+
+        Every value from the request is passed through :func:`loggable`: a path may carry
+        CR, LF or terminal escapes (decoded by a server or a proxy header) that would
+        otherwise forge log lines.
+        """
         now = time.monotonic()
         if now < self._log_next:
             self._log_quiet += 1
@@ -292,10 +313,10 @@ class Engine:
         quiet, self._log_quiet, self._log_next = self._log_quiet, 0, now + 1.0
         log.warning(
             "gracefail: %s %s failed upstream (%s, %s); served %d, incident %s%s",
-            method,
-            path,
-            failure.cause,
-            failure.error_type,
+            loggable(method, 16),
+            loggable(path),
+            loggable(failure.cause),
+            loggable(failure.error_type),
             reply.status,
             next((v for n, v in reply.headers if n == "x-gracefail-incident"), None),
             f" (and {quiet} more failures since the last line)" if quiet else "",

@@ -79,7 +79,8 @@ def scope_view(scope: Mapping[str, Any]) -> RequestView:
     if raw_path:
         path = raw_path.decode("latin-1").split("?", 1)[0]
     else:
-        path = quote(scope.get("root_path", "") + scope.get("path", "/"), safe=_PATH_SAFE + "%")
+        # scope["path"] is decoded: a "%" in it is a character, so it is encoded too.
+        path = quote(scope.get("root_path", "") + scope.get("path", "/"), safe=_PATH_SAFE)
     route = getattr(scope.get("route"), "path", None)
     client = scope.get("client")
     return RequestView(
