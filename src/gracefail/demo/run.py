@@ -6,6 +6,7 @@ and by ``example_apps/run_demo.py`` (``make demo``) in gracefail's source.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import os
@@ -54,24 +55,32 @@ def run(framework: str, port: int, apps_dir: Path | None = None) -> None:
     os.environ.setdefault("DEMO_UPSTREAM", f"http://127.0.0.1:{port + 1}")
     module_name, attr = APPS[framework].split(":")
     app = getattr(importlib.import_module(module_name), attr)
-    upstream = FlappingUpstream()
-    servers = [
-        uvicorn.Server(
-            uvicorn.Config(upstream, host="127.0.0.1", port=port + 1, log_level="warning")
-        )
-    ]
-    if framework in WSGI:
-        _serve_wsgi(app, port)
-    else:
-        servers.append(uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port)))
+    upstream = uvicorn.Server(
+        uvicorn.Config(FlappingUpstream(), host="127.0.0.1", port=port + 1, log_level="warning")
+    )
     print(f"gracefail demo ({framework}): open http://127.0.0.1:{port}/", flush=True)
     print(f"  the upstream on :{port + 1} is down or slow 12 s out of every 30 s", flush=True)
     print(f"  force it: http://127.0.0.1:{port + 1}/_state?down (?slow, ?up, ?auto)", flush=True)
 
     async def serve_all() -> None:
-        await asyncio.gather(*(server.serve() for server in servers))
+        # The shop opens its port once the upstream listens: whoever waits for the
+        # shop's port (a test, a browser) may call the upstream straight away.
+        upstream_serving = asyncio.create_task(upstream.serve())
+        while not upstream.started:
+            if upstream_serving.done():
+                await upstream_serving  # it could not start: its error
+                return
+            await asyncio.sleep(0.02)
+        if framework in WSGI:
+            _serve_wsgi(app, port)
+            await upstream_serving
+        else:
+            shop = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port))
+            await asyncio.gather(upstream_serving, shop.serve())
 
-    asyncio.run(serve_all())
+    # uvicorn shuts down on Ctrl+C, then raises it again: the demo just ends.
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve_all())
 
 
 def _serve_wsgi(app: WSGIApplication, port: int) -> None:
