@@ -18,6 +18,7 @@ from typing import Generic, TypeVar
 
 from ..events import Event
 from .schema import StoreError, split_rows
+from .target import mask_credentials
 
 __all__ = ["Backoff", "ConnectedRecorder", "StoreUnavailable"]
 
@@ -119,7 +120,7 @@ class ConnectedRecorder(Generic[Conn]):
                 wait = self._backoff.failed()
                 raise StoreUnavailable(
                     f"gracefail: could not write to {self.where} "
-                    f"({type(exc).__name__}: {str(exc).strip()[:200]}); "
+                    f"({type(exc).__name__}: {mask_credentials(str(exc).strip())[:200]}); "
                     f"next attempt in {wait:.1f} s"
                 ) from exc
             self._backoff.succeeded()

@@ -18,16 +18,40 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
-from urllib.parse import unquote, urlsplit
+from typing import Final, Literal
+from urllib.parse import unquote
 
 from ..config import ConfigError
 
-__all__ = ["Dialect", "StoreTarget", "parse_store"]
+__all__ = ["Dialect", "StoreTarget", "mask_credentials", "parse_store"]
 
 Dialect = Literal["sqlite", "postgresql"]
 
 _ALLOWED = "expected a file path, sqlite:///relative.db, sqlite:////absolute.db or postgresql://..."
+
+# The password of a URL's user info (up to the last "@" of the host part, as urlsplit
+# reads it: a password may hold an unencoded "@").
+_USERINFO: Final = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^:/?#@\s]*):[^/?#\s]*@")
+# A query parameter (``?password=...&``) or libpq keyword (``password='...'``) whose name
+# says it holds a secret: sslpassword, passfile, client_secret, sslkey, api_token...
+_SECRET_SETTING: Final = re.compile(
+    r"""(?ix)
+    (\b[\w.-]*(?:pass|pwd|secret|key|token)[\w.-]*) \s*=\s*
+    (?: '(?:[^'\\]|\\.)*'? | "(?:[^"\\]|\\.)*"? | [^\s&;#'"]+ )
+    """
+)
+
+
+def mask_credentials(text: str) -> str:
+    """``text`` with every credential a DSN can carry replaced by ``***``.
+
+    Masks a URL's password (``postgresql://gf:***@db/gf``) and the value of every query
+    parameter or ``key=value`` setting named like a secret (``?password=***``,
+    ``sslpassword=***``, ``password=*** host=db``). Works on a whole DSN or on a
+    message that quotes one; where a DSN is shown, it is shown through this.
+    """
+    text = _USERINFO.sub(r"\1:***@", text)
+    return _SECRET_SETTING.sub(r"\1=***", text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,16 +62,14 @@ class StoreTarget:
     location: str
 
     def describe(self) -> str:
-        """The target without a password, for messages."""
+        """The target without credentials, for messages (see :func:`mask_credentials`)."""
         if self.dialect == "sqlite":
             return self.location
-        if "://" not in self.location:
-            return re.sub(r"password\s*=\s*\S+", "password=***", self.location)
-        parts = urlsplit(self.location)
-        if parts.password is None:
-            return self.location
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-        return parts._replace(netloc=netloc).geturl()
+        return mask_credentials(self.location)
+
+
+def _shown(store: object) -> object:
+    return mask_credentials(store) if isinstance(store, str) else store
 
 
 def parse_store(store: str | os.PathLike[str]) -> StoreTarget:
@@ -57,10 +79,10 @@ def parse_store(store: str | os.PathLike[str]) -> StoreTarget:
         # collapsed its slashes, so it could only be misread.
         path = os.fspath(store)
         if not isinstance(path, str) or not path:
-            raise ConfigError(f"gracefail: store={store!r} is not valid; {_ALLOWED}")
+            raise ConfigError(f"gracefail: store={_shown(store)!r} is not valid; {_ALLOWED}")
         return StoreTarget("sqlite", os.fspath(Path(path).expanduser()))
     if not isinstance(store, str) or not store.strip():
-        raise ConfigError(f"gracefail: store={store!r} is not valid; {_ALLOWED}")
+        raise ConfigError(f"gracefail: store={_shown(store)!r} is not valid; {_ALLOWED}")
     scheme, sep, rest = store.partition("://")
     if not sep:
         return StoreTarget("sqlite", os.fspath(Path(store).expanduser()))
@@ -69,13 +91,13 @@ def parse_store(store: str | os.PathLike[str]) -> StoreTarget:
         # sqlite:///relative.db -> "relative.db"; sqlite:////abs.db -> "/abs.db"
         if not rest.startswith("/") or rest in ("/", "/:memory:"):
             raise ConfigError(
-                f"gracefail: store={store!r} is not valid; {_ALLOWED} (an in-memory "
+                f"gracefail: store={_shown(store)!r} is not valid; {_ALLOWED} (an in-memory "
                 "database would lose every event and the report could not read it)"
             )
         path = unquote(rest[1:].split("?", 1)[0])
         if not path:
-            raise ConfigError(f"gracefail: store={store!r} is not valid; {_ALLOWED}")
+            raise ConfigError(f"gracefail: store={_shown(store)!r} is not valid; {_ALLOWED}")
         return StoreTarget("sqlite", path)
     if base in ("postgresql", "postgres"):
         return StoreTarget("postgresql", "postgresql://" + rest)
-    raise ConfigError(f"gracefail: store={store!r} is not valid; {_ALLOWED}")
+    raise ConfigError(f"gracefail: store={_shown(store)!r} is not valid; {_ALLOWED}")

@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 from ..config import ConfigError
 from ..recorders.schema import FAILURES, PAGE_EVENTS
-from ..recorders.target import StoreTarget, parse_store
+from ..recorders.target import StoreTarget, mask_credentials, parse_store
 from .errors import EmptyStore, ReportError
 
 __all__ = ["Reader", "Store", "describe_store", "open_store", "same_store"]
@@ -155,7 +155,9 @@ def _open_postgres(target: StoreTarget) -> Iterator[Reader]:
     try:
         conn = psycopg.connect(target.location, autocommit=True, connect_timeout=10)
     except psycopg.Error as exc:
-        raise ReportError(f"cannot connect to {target.describe()}: {exc}") from None
+        raise ReportError(
+            f"cannot connect to {target.describe()}: {mask_credentials(str(exc))}"
+        ) from None
     try:
         row = conn.execute(
             "SELECT to_regclass(%s) IS NOT NULL AND to_regclass(%s) IS NOT NULL",
