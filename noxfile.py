@@ -27,7 +27,9 @@ nox.options.default_venv_backend = "uv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 
-COMMON = ["pytest>=8", "pytest-asyncio>=0.23", "httpx>=0.27", "uvicorn>=0.29", "gunicorn>=22"]
+COMMON = [
+    "pytest>=8", "pytest-asyncio>=0.23", "httpx>=0.27", "uvicorn>=0.29", "gunicorn>=22", "trio>=0.23"
+]
 # Each framework's adapter tests besides the conformance suite, and the marks selecting them.
 TESTS = {
     "django": (["tests/adapters/test_django.py"], "django"),
