@@ -28,8 +28,9 @@ nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 
 COMMON = [
-    "pytest>=8", "pytest-asyncio>=0.23", "httpx>=0.27", "uvicorn>=0.29", "gunicorn>=22", "trio>=0.23"
-]
+    "pytest>=8", "pytest-asyncio>=0.23", "httpx>=0.27", "uvicorn>=0.29", "gunicorn>=22",
+    "trio>=0.23",
+]  # fmt: skip
 # Each framework's adapter tests besides the conformance suite, and the marks selecting them.
 TESTS = {
     "django": (["tests/adapters/test_django.py"], "django"),
