@@ -21,7 +21,7 @@ from gracefail.classify import Failure
 from gracefail.config import LOCALES, LOGO_BUDGET
 from gracefail.core import Engine, RequestView
 from gracefail.gateway import CAUSES as GATEWAY_CAUSES
-from gracefail.render import PAGE_BUDGET, Renderer
+from gracefail.render import MAX_ECHOED_URL, PAGE_BUDGET, Renderer
 
 SECRET = "render-secret-0123456789"
 NAV = {
@@ -86,6 +86,13 @@ def config_block(text: str) -> dict[str, object]:
     return data
 
 
+def retry_link(text: str) -> str:
+    """The manual retry link's href, unescaped: where the page echoes the URL."""
+    match = re.search(r'<a class="btn" id="gf-link" href="([^"]*)">', text)
+    assert match, "the page carries the manual retry link"
+    return html.unescape(match.group(1))
+
+
 def test_hostile_request_values_never_escape_their_context(gracefail: Engine) -> None:
     benign = reply_for(gracefail)
     hostile = reply_for(
@@ -97,20 +104,39 @@ def test_hostile_request_values_never_escape_their_context(gracefail: Engine) ->
     text = hostile.body.decode()
     assert parse(text).tags == parse(benign.body.decode()).tags, "no injected tag or attribute"
     assert "<script>alert" not in text
-    assert config_block(text)["url"] == HOSTILE_PATH + "?" + HOSTILE_QUERY
+    assert retry_link(text) == HOSTILE_PATH + "?" + HOSTILE_QUERY
 
 
-def test_url_round_trips_through_the_config_block(gracefail: Engine) -> None:
+def test_url_round_trips_through_the_retry_link(gracefail: Engine) -> None:
     text = reply_for(gracefail, path="/a</script>\u2028b", query="x=1&y=<2>").body.decode()
-    assert config_block(text)["url"] == "/a</script>\u2028b?x=1&y=<2>"
-    raw_block = text.split('id="gf-config">', 1)[1].split("</script>", 1)[0]
-    assert "\u2028" not in raw_block, "U+2028 must be escaped inside the script block"
+    assert retry_link(text) == "/a</script>\u2028b?x=1&y=<2>"
+
+
+def test_the_url_is_written_once(gracefail: Engine) -> None:
+    """Issue 12, defect 10: the config block carried an unused second copy of the URL."""
+    marker = "/only-once-7f3a"
+    text = reply_for(gracefail, path=marker, query="q=1").body.decode()
+    assert text.count(marker) == 1
+    assert "url" not in config_block(text), "the script retries location, not a copy"
+
+
+def test_a_long_url_is_not_echoed_and_the_page_stays_small(gracefail: Engine) -> None:
+    """Issue 12, defect 10: a 100 KB path made a 1 MB page (written twice, escaped)."""
+    short = reply_for(gracefail).body
+    for path in ("/" + "a" * 100_000, "/" + "<" * 100_000, "/" + "\u00e9" * 50_000):
+        body = reply_for(gracefail, path=path, query="q=" + "b" * 10_000).body
+        assert len(body) <= len(short), len(body)
+        assert len(body) <= PAGE_BUDGET + MAX_ECHOED_URL
+        assert retry_link(body.decode()) == "", "an empty href is the page's own URL"
+    at_limit = "/" + "c" * (MAX_ECHOED_URL - 1)
+    assert retry_link(reply_for(gracefail, path=at_limit).body.decode()) == at_limit
+    escaped = "/" + "&" * (MAX_ECHOED_URL // 4)  # fits as text, not once escaped (&amp;)
+    assert retry_link(reply_for(gracefail, path=escaped).body.decode()) == ""
 
 
 def test_protocol_relative_paths_stay_on_this_origin(gracefail: Engine) -> None:
     text = reply_for(gracefail, path="//evil.example/x").body.decode()
-    url = config_block(text)["url"]
-    assert isinstance(url, str)
+    url = retry_link(text)
     assert not url.startswith("//")
     assert url.startswith("/")
 

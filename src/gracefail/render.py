@@ -4,6 +4,10 @@ Jinja2 runs once per variant (status x locale x safe/unsafe method) at start-up,
 with placeholders where per-request values go; a request only splices its
 incident id, token and URL into the prepared text, each escaped for where it lands,
 and the sentence that says what happened, prepared for each kind of cause.
+
+The URL is echoed once, in the manual retry link, and only up to ``MAX_ECHOED_URL``
+characters: a client must not make the page grow with its request. The script needs
+no copy (it retries ``location``).
 """
 
 from __future__ import annotations
@@ -28,11 +32,15 @@ from .classify import CONNECTION, Failure
 from .config import LOCALES, Config
 from .negotiate import Kind
 
-__all__ = ["MINIMAL_PAGE", "PAGE_BUDGET", "PageBody", "Renderer", "what_happened"]
+__all__ = ["MAX_ECHOED_URL", "MINIMAL_PAGE", "PAGE_BUDGET", "PageBody", "Renderer", "what_happened"]
 
 log = logging.getLogger("gracefail")
 
 PAGE_BUDGET: Final = 16 * 1024
+# The most of the request's URL (escaped) the page carries. A longer one is not echoed:
+# the retry link is then href="", which a browser resolves to the page's own URL, the
+# same one (the page is served at the URL that failed).
+MAX_ECHOED_URL: Final = 2048
 NOSCRIPT_REFRESH: Final = 30
 TIPS_AFTER: Final = 3
 REASONS: Final = {502: "Bad Gateway", 504: "Gateway Timeout"}
@@ -53,7 +61,6 @@ STORIES: Final = {502: ("unreachable", "bad_answer"), 504: ("timeout",)}
 _INCIDENT: Final = "\ue000incident\ue001"
 _TOKEN: Final = "\ue000token\ue001"
 _URL_ATTR: Final = "\ue000url-attr\ue001"
-_URL_JSON: Final = "\ue000url-json\ue001"
 _DETAIL: Final = "\ue000detail\ue001"
 _EXPLAIN: Final = "\ue000explain\ue001"
 _SLOT: Final = re.compile("(\ue000[a-z-]+\ue001)")
@@ -275,7 +282,6 @@ class Renderer:
         return {
             "status": status,
             "safe": safe,
-            "url": _URL_JSON,
             "health": config.health_url,
             "incident": _INCIDENT,
             "token": _TOKEN,
@@ -397,12 +403,12 @@ class Renderer:
         explanation = self._explanations[what_happened(failure), locale]
         if kind == "html":
             page = self.pages[status, locale, safe]
+            link = html.escape(url[: MAX_ECHOED_URL + 1])
             values = {
                 _EXPLAIN: explanation.html,
                 _INCIDENT: incident,
                 _TOKEN: token,
-                _URL_ATTR: html.escape(url),
-                _URL_JSON: escape_json_string(url),
+                _URL_ATTR: link if len(link) <= MAX_ECHOED_URL else "",
                 _DETAIL: html.escape(detail),
             }
             return page.text.fill_bytes(values), "text/html; charset=utf-8", page.csp
