@@ -9,7 +9,6 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -315,13 +314,26 @@ READ_ONLY_CHILD = textwrap.dedent(
 )
 
 
-def test_read_only_store_drops_then_recovers(request: pytest.FixtureRequest) -> None:
-    # Root ignores file modes, so as root the writer runs as `nobody`; its folder is
-    # outside pytest's tmp dir, which only root may enter.
-    base = Path(tempfile.mkdtemp(prefix="gracefail-ro-"))
-    request.addfinalizer(lambda: shutil.rmtree(base, ignore_errors=True))
-    base.chmod(0o755)
-    folder = base / "ro"
+def _writer_held_to_file_modes() -> list[str]:
+    """The command prefix that runs the writer subject to file modes.
+
+    A normal user is. Root is not (CAP_DAC_OVERRIDE): as root the writer runs without that
+    capability (and CAP_FOWNER), still uid 0 and still able to read everything
+    (CAP_DAC_READ_SEARCH is kept), so it imports gracefail wherever the checkout, the
+    interpreter and pytest's tmp dir live, and only the store's modes stop its writes.
+    Running it as ``nobody`` instead failed when the checkout was not world-readable.
+    """
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    drop = [setpriv or "setpriv", "--bounding-set=-dac_override,-fowner", "--"]
+    if setpriv is None or subprocess.run([*drop, "true"], check=False).returncode != 0:
+        pytest.skip("as root, this test needs setpriv (util-linux) and CAP_SETPCAP")
+    return drop
+
+
+def test_read_only_store_drops_then_recovers(tmp_path: Path) -> None:
+    folder = tmp_path / "ro"
     folder.mkdir()
     path = folder / "events.db"
     first = SQLiteRecorder(path)
@@ -329,31 +341,30 @@ def test_read_only_store_drops_then_recovers(request: pytest.FixtureRequest) -> 
     first.close()
     folder.chmod(0o555)
     path.chmod(0o444)
-    cmd = [sys.executable, "-c", READ_ONLY_CHILD, str(path)]
-    if os.geteuid() == 0:
-        cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *cmd]
+    cmd = [*_writer_held_to_file_modes(), sys.executable, "-c", READ_ONLY_CHILD, str(path)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    with subprocess.Popen(
-        cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env=env, cwd="/",
-    ) as child:  # fmt: skip
-        try:
-            assert child.stdout is not None
-            assert child.stdin is not None
-            first = json.loads(child.stdout.readline() or "{}")
-            assert first == {"failed": 2}, child.stderr.read() if child.stderr else ""
-            folder.chmod(0o777)
-            path.chmod(0o666)
-            for extra in folder.iterdir():
-                extra.chmod(0o666)
-            child.stdin.write("go\n")
-            child.stdin.flush()
-            second = json.loads(child.stdout.readline() or "{}")
-            assert second == {"failed": 2}
-            assert child.wait(timeout=20) == 0
-        finally:
-            if child.poll() is None:
-                child.kill()
+    try:
+        with subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, env=env, cwd="/",
+        ) as child:  # fmt: skip
+            try:
+                assert child.stdout is not None
+                assert child.stdin is not None
+                first = json.loads(child.stdout.readline() or "{}")
+                assert first == {"failed": 2}, child.stderr.read() if child.stderr else ""
+                folder.chmod(0o755)
+                path.chmod(0o644)
+                child.stdin.write("go\n")
+                child.stdin.flush()
+                second = json.loads(child.stdout.readline() or "{}")
+                assert second == {"failed": 2}
+                assert child.wait(timeout=20) == 0
+            finally:
+                if child.poll() is None:
+                    child.kill()
+    finally:
+        folder.chmod(0o755)  # so pytest can clean up
     assert count(path) == 2
 
 
