@@ -4,13 +4,10 @@ and the outage, its recovery and its time to recovery in the report."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -19,36 +16,24 @@ from playwright.sync_api import Browser
 from gracefail import Config
 from gracefail.export import export_pages
 from tests.apps.common import free_port
+
+# Other proxies' tests start the app as tests.browser.test_browser_gateway:app_factory.
+from tests.browser.proxies import NAV, SECRET, Backends, app_factory  # noqa: F401
 from tests.browser.support import eventually
 from tests.conftest import ROOT, require_binary, start_server, stop
 
 pytestmark = pytest.mark.browser
 
-SECRET = "shared-by-the-app-and-the-gateway"
-NAV = {"accept": "text/html", "sec-fetch-mode": "navigate"}
 
-
-def app_factory() -> Any:
-    """For uvicorn: the app behind nginx, on the store and secret the gateway uses."""
-    from gracefail.asgi import GracefailMiddleware
-    from tests.apps.asgi_app import make_app
-
-    return GracefailMiddleware(
-        make_app(), secret=os.environ["GRACEFAIL_SECRET"], store=os.environ["GRACEFAIL_DB"]
-    )
-
-
-class Stack:
-    """nginx on ``port``; the app's port has nothing listening until ``start_app``."""
+class Stack(Backends):
+    """nginx on ``port`` in front of the app's port and `gracefail serve`."""
 
     def __init__(self, tmp: Path) -> None:
         nginx = require_binary("/usr/sbin/nginx", "apt-get install nginx-light")
-        self.tmp = tmp
-        self.store = tmp / "events.sqlite3"
-        self.env = {"GRACEFAIL_SECRET": SECRET, "GRACEFAIL_DB": str(self.store)}
-        self.port, self.app_port, self.gateway_port = free_port(), free_port(), free_port()
+        self.port = free_port()
         pages = tmp / "pages"
         export_pages(Config(recorders=[], secret=SECRET), pages)
+        super().__init__(tmp)
         snippet = (ROOT / "integrations" / "nginx" / "gateway.conf").read_text()
         snippet = (
             snippet.replace("127.0.0.1:8000", f"127.0.0.1:{self.app_port}")
@@ -68,38 +53,18 @@ class Stack:
             f" uwsgi_temp_path {tmp}/uwsgi;\n scgi_temp_path {tmp}/scgi;\n"
             f" server {{\n  listen 127.0.0.1:{self.port};\n{snippet}\n }}\n}}\n"
         )
-        checked = subprocess.run([nginx, "-t", "-c", str(conf)], capture_output=True, text=True)
-        assert checked.returncode == 0, checked.stderr
-        self.gateway = start_server(
-            [sys.executable, "-m", "gracefail", "serve", "--port", str(self.gateway_port),
-             "--retry-after", "1", "--route", "/ok"],
-            self.gateway_port, env=self.env,
-        )  # fmt: skip
-        self.nginx = start_server([nginx, "-c", str(conf)], self.port)
-        self.app: subprocess.Popen[bytes] | None = None
+        try:
+            checked = subprocess.run([nginx, "-t", "-c", str(conf)], capture_output=True, text=True)
+            assert checked.returncode == 0, checked.stderr
+            self.nginx = start_server([nginx, "-c", str(conf)], self.port)
+        except BaseException:
+            super().stop()
+            raise
         self.base = f"http://127.0.0.1:{self.port}"
 
-    def start_app(self) -> None:
-        self.app = start_server(
-            [sys.executable, "-m", "uvicorn", "--factory",
-             "tests.browser.test_browser_gateway:app_factory", "--port", str(self.app_port),
-             "--log-level", "warning"],
-            self.app_port, env=self.env,
-        )  # fmt: skip
-
-    def report(self) -> dict[str, Any]:
-        done = subprocess.run(
-            [sys.executable, "-m", "gracefail", "report", "--store", str(self.store),
-             "--format", "json"],
-            capture_output=True, text=True, check=True, cwd=ROOT,
-        )  # fmt: skip
-        report: dict[str, Any] = json.loads(done.stdout)
-        return report
-
     def stop(self) -> None:
-        for proc in (self.app, self.nginx, self.gateway):
-            if proc is not None:
-                stop(proc)
+        stop(self.nginx)
+        super().stop()
 
 
 @pytest.fixture
@@ -122,7 +87,7 @@ def test_curl_and_json_clients_get_the_gateway_reply(stack: Stack) -> None:
 
 
 def test_static_export_answers_when_the_gateway_is_down_too(stack: Stack) -> None:
-    stop(stack.gateway)
+    stack.stop_gateway()
     page = httpx.get(f"{stack.base}/ok", headers=NAV)
     assert page.status_code == 502
     assert 'id="gf-config"' in page.text
