@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from gracefail import beacon
 from gracefail.beacon import MAX_BODY, BeaconError, check_origin, parse_beacon
 from gracefail.events import CLIENT_KINDS, ClientEvent
 from gracefail.tokens import TokenSigner
@@ -225,6 +226,43 @@ FORBIDDEN = [
 @pytest.mark.parametrize("token", FORBIDDEN)
 def test_forged_or_expired_token(token: str) -> None:
     assert refused(body(token=token)).status == 403
+
+
+NESTED = [
+    # Issue 12: 4 KB of brackets, no token needed, answered 500 (RecursionError) before.
+    pytest.param(b"[" * 2000 + b"]" * 2000, id="arrays-2000-deep"),
+    pytest.param(b'{"a":' * 600 + b"1" + b"}" * 600, id="objects-600-deep"),
+    pytest.param(b"[" * 2040, id="unclosed"),
+    pytest.param(body()[:-1] + b', "x": ' + b"[" * 900 + b"]" * 900 + b"}", id="inside-a-beacon"),
+    pytest.param(body(kind=[[[[["shown"]]]]]), id="five-deep"),
+]
+
+
+@pytest.mark.parametrize("data", NESTED)
+def test_deep_nesting_is_a_bad_request(data: bytes) -> None:
+    assert len(data) <= MAX_BODY
+    error = refused(data)
+    assert error.status == 400
+    assert "flat" in error.reason
+
+
+@pytest.mark.parametrize("data", NESTED)
+def test_nesting_is_refused_before_decoding(data: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    def never(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("json.loads ran on a nested body")
+
+    monkeypatch.setattr(beacon.json, "loads", never)
+    assert refused(data).status == 400
+
+
+def test_a_recursion_error_while_decoding_is_a_bad_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def deep(*args: Any, **kwargs: Any) -> Any:
+        raise RecursionError("maximum recursion depth exceeded while decoding a JSON array")
+
+    monkeypatch.setattr(beacon.json, "loads", deep)
+    assert refused(body()).status == 400
 
 
 def test_token_must_be_a_string() -> None:

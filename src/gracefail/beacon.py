@@ -14,6 +14,9 @@ from .tokens import TokenError, TokenSigner
 __all__ = ["MAX_BODY", "BeaconError", "check_origin", "parse_beacon"]
 
 MAX_BODY: Final = 4096
+# A beacon is one flat object: one "{" and no "[" (no value it may hold contains either).
+# Counted before decoding, so no body can make json.loads recurse.
+_MAX_BRACKETS: Final = 4
 _KEYS: Final = frozenset(("token", "kind", "attempt", "elapsed_ms", "locale"))
 _LOCALE: Final = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8}){0,2}")
 _MAX_ATTEMPT: Final = 100_000
@@ -58,9 +61,11 @@ def parse_beacon(
     media = content_type.split(";", 1)[0].strip().lower()
     if media not in _CONTENT_TYPES:
         raise BeaconError(415, "beacon must be text/plain or application/json")
+    if body.count(b"{") + body.count(b"[") > _MAX_BRACKETS:
+        raise BeaconError(400, "beacon must be one flat JSON object")
     try:
         data = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise BeaconError(400, "beacon is not JSON") from None
     if not isinstance(data, dict):
         raise BeaconError(400, "beacon must be a JSON object")

@@ -351,7 +351,13 @@ class Engine:
         return self.accept_beacon(view, read(MAX_BODY + 1))
 
     def beacon_precheck(self, view: RequestView, content_length: int | None) -> Reply | None:
-        """A refusal to send before reading the body, or None to go on reading."""
+        """A refusal to send before reading the body, or None to go on reading.
+
+        ``content_length`` is :func:`gracefail.views.content_length`'s: negative when the
+        header is not a number, which is a bad request whatever the method.
+        """
+        if content_length is not None and content_length < 0:
+            return self.beacon_reply(400, "bad Content-Length")
         if view.method != "POST":
             return self.beacon_reply(405, "use POST", [("allow", "POST")])
         if content_length is not None and content_length > MAX_BODY:

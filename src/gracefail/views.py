@@ -14,6 +14,7 @@ from urllib.parse import quote
 from .core import RequestView
 
 __all__ = [
+    "MALFORMED",
     "content_length",
     "decode_headers",
     "environ_headers",
@@ -94,7 +95,22 @@ def scope_view(scope: Mapping[str, Any]) -> RequestView:
     )
 
 
+MALFORMED: Final = -1
+"""What :func:`content_length` gives for a value that is not a number: answer 400."""
+# More digits than any body gracefail reads could need, and fewer than int()'s limit
+# on the digits it converts (a longer string would raise ValueError).
+_MAX_DIGITS: Final = 18
+
+
 def content_length(headers: Mapping[str, str]) -> int | None:
-    """The request's declared body size, or None when absent or malformed."""
-    value = headers.get("content-length", "").strip()
-    return int(value) if value.isdigit() else None
+    """The request's declared body size: None when absent, :data:`MALFORMED` (negative)
+    when it is not ASCII digits (``"²"`` passes ``str.isdigit`` but not ``int``)."""
+    value = headers.get("content-length")
+    if value is None:
+        return None
+    value = value.strip(" \t")
+    if not value:
+        return None
+    if not (value.isascii() and value.isdigit()):
+        return MALFORMED
+    return int(value) if len(value) <= _MAX_DIGITS else 10**_MAX_DIGITS
