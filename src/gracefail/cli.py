@@ -515,7 +515,8 @@ def export(
     status_page: str | None,
     retry_after: int | None,
 ) -> None:
-    """Write static 502/504 pages (and csp.conf) for a proxy to serve when the app is down.
+    """Write static 502/504 pages for a proxy to serve when the app is down: the pages,
+    csp.conf (nginx), apache.conf (Apache) and haproxy/*.http (HAProxy's errorfile).
 
     The page is the app's own with --settings or --app; the other options win over it.
     """
@@ -544,9 +545,11 @@ def export(
         result = export_pages(config, Path(out), force=force)
     except ExportError as exc:
         raise click.ClickException(str(exc)) from None
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
     click.echo(
         f"wrote {len(result.files)} files to {out} ({config.brand.name}, from {loaded.source}); "
-        "see docs/nginx.md"
+        "see docs/gateway.md"
     )
 
 
