@@ -18,7 +18,8 @@ Protocols understood:
 
 Statuses 502, 503 and 504 are answered as asked (a 503 carries the 502 page, recorded
 with cause ``app_unavailable``); any other code gets a 502 and cause ``unexpected_code``;
-no code at all gets a 502 and ``unknown_code``. Beacons that reach the gateway (the
+no code at all gets a 502 and ``unknown_code``; ``GET /healthz`` without a code (a
+probe) gets 200 and is not recorded. Beacons that reach the gateway (the
 page's ``POST`` to ``beacon_path`` while the app is down) are accepted here.
 
 Example::
@@ -40,7 +41,7 @@ from typing import Any, Final
 from .asgi import Message, Receive, Scope, Send, send_reply
 from .classify import Failure
 from .config import Config, ConfigError, config_from
-from .core import Engine, RequestView
+from .core import Engine, Reply, RequestView
 from .views import content_length, scope_view
 
 __all__ = ["CAUSES", "Gateway", "create_app"]
@@ -52,6 +53,12 @@ UNEXPECTED_CODE: Final = "unexpected_code"
 _STATUS_PATH: Final = re.compile(r"/(\d{3})/?")
 _LABEL: Final = re.compile(r"[^A-Za-z0-9._-]")
 _MAX_URI: Final = 2048
+# What a liveness or readiness probe asks (the ingress-nginx chart probes its default
+# backend with GET /healthz): 200, not a failure, and nothing recorded.
+HEALTH_PATH: Final = "/healthz"
+_HEALTHY: Final = Reply(
+    200, [("content-type", "text/plain; charset=utf-8"), ("cache-control", "no-store")], b"ok\n"
+)
 
 
 def _label(value: str) -> str:
@@ -90,6 +97,11 @@ class Gateway:
             return
         view = scope_view(scope)
         headers = view.headers
+        if view.path == HEALTH_PATH and "x-code" not in headers and view.method in ("GET", "HEAD"):
+            await send_reply(
+                send, _HEALTHY if view.method == "GET" else dataclasses.replace(_HEALTHY, body=b"")
+            )
+            return
         path, query = view.path, view.query
         original = headers.get("x-original-uri", "")
         if original.startswith("/") and len(original) <= _MAX_URI:
