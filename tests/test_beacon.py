@@ -8,7 +8,14 @@ from typing import Any
 import pytest
 
 from gracefail import beacon
-from gracefail.beacon import MAX_BODY, BeaconError, check_origin, parse_beacon
+from gracefail.beacon import (
+    CLOCK_SLACK_MS,
+    MAX_BODY,
+    BeaconError,
+    bound_elapsed,
+    check_origin,
+    parse_beacon,
+)
 from gracefail.events import CLIENT_KINDS, ClientEvent
 from gracefail.tokens import TokenSigner
 
@@ -192,7 +199,8 @@ def test_bad_request(data: bytes) -> None:
         pytest.param({"attempt": 0}, 0, id="attempt-zero"),
         pytest.param({"attempt": MAX_ATTEMPT}, MAX_ATTEMPT, id="attempt-max"),
         pytest.param({"elapsed_ms": 0}, 0, id="elapsed-zero"),
-        pytest.param({"elapsed_ms": MAX_ELAPSED_MS}, MAX_ELAPSED_MS, id="elapsed-max"),
+        # Accepted, but no page view lasts longer than its token's age (60 s here).
+        pytest.param({"elapsed_ms": MAX_ELAPSED_MS}, 60_000 + CLOCK_SLACK_MS, id="elapsed-max"),
     ],
 )
 def test_integer_bounds_accepted(changes: dict[str, int], value: int) -> None:
@@ -263,6 +271,29 @@ def test_a_recursion_error_while_decoding_is_a_bad_request(
 
     monkeypatch.setattr(beacon.json, "loads", deep)
     assert refused(body()).status == 400
+
+
+@pytest.mark.parametrize(
+    ("elapsed", "issued", "now", "bounded"),
+    [
+        pytest.param(12_345, NOW, NOW + 60, 12_345, id="within-the-token-age"),
+        pytest.param(7 * 86_400_000, NOW, NOW + 1, 1_000 + CLOCK_SLACK_MS, id="a-week-claimed"),
+        pytest.param(90_000, NOW, NOW + 60.5, 60_500 + CLOCK_SLACK_MS, id="just-over"),
+        pytest.param(30_000, NOW + 50, NOW, CLOCK_SLACK_MS, id="token-from-a-clock-ahead"),
+        pytest.param(0, NOW, NOW, 0, id="zero"),
+    ],
+)
+def test_durations_are_bounded_by_the_token_age(
+    elapsed: int, issued: float, now: float, bounded: int
+) -> None:
+    assert bound_elapsed(elapsed, issued, now) == bounded
+
+
+def test_a_week_claimed_on_a_token_one_second_old_is_cut_to_its_age() -> None:
+    """Issue 12: elapsed_ms up to 7 days was taken from a token issued a second earlier."""
+    token = SIGNER.sign("inc-1", 502, now=NOW)
+    event = parse_beacon(body(token=token, elapsed_ms=MAX_ELAPSED_MS), "", SIGNER, now=NOW + 1)
+    assert event.elapsed_ms == 1_000 + CLOCK_SLACK_MS
 
 
 def test_token_must_be_a_string() -> None:

@@ -155,3 +155,111 @@ def test_default_guard_is_per_instance() -> None:
     assert one.guard is not two.guard
     one.close()
     two.close()
+
+
+# -- issue 12: limits per page view, outcomes before shown, chosen request ids ------------
+
+
+def served_token(gracefail: Engine, request_id: str | None = None) -> str:
+    """The token of a failure page served to a request (with ``X-Request-ID``, if given)."""
+    from gracefail.classify import Failure
+
+    headers = {"accept": "text/html"}
+    if request_id is not None:
+        headers["x-request-id"] = request_id
+    reply = gracefail.respond(
+        Failure(502, "connection"), RequestView("GET", "/shop", headers=headers)
+    )
+    page = reply.body.decode()
+    start = page.index('"token":"') + len('"token":"')
+    return page[start : page.index('"', start)]
+
+
+def client_events(recorder: ListRecorder) -> list[ClientEvent]:
+    return [e for e in recorder.events if isinstance(e, ClientEvent)]
+
+
+def beacon(token: str, kind: str, attempt: int = 0, elapsed_ms: int = 10) -> bytes:
+    data = {"token": token, "kind": kind, "attempt": attempt, "elapsed_ms": elapsed_ms,
+            "locale": "en"}  # fmt: skip
+    return json.dumps(data).encode()
+
+
+def test_a_chosen_request_id_cannot_spend_another_page_views_budget() -> None:
+    """Issue 12: the attacker asks for a page with the victim's X-Request-ID, gets a valid
+    token for the same incident and sends 64 events: the victim's beacons then got 429."""
+    gracefail, recorder = app()
+    victim = served_token(gracefail, "req-42")
+    attacker = served_token(gracefail, "req-42")
+    statuses = [post(gracefail, beacon(attacker, "retry", n), f"10.6.6.{n}")[0] for n in range(99)]
+    assert 429 in statuses, "the attacker's own page view is spent"
+    assert post(gracefail, beacon(victim, "shown"), "10.0.0.7")[0] == 204
+    assert post(gracefail, beacon(victim, "recovered", 1, 900), "10.0.0.7")[0] == 204
+    gracefail.flush()
+    mine = [e for e in client_events(recorder) if e.kind != "retry"]
+    assert [e.kind for e in mine] == ["shown", "recovered"]
+    assert mine[0].incident.startswith("req-42:")
+    gracefail.close()
+
+
+def test_each_page_view_has_its_own_rate_limit_with_retry_after() -> None:
+    gracefail, recorder = app()
+    gracefail.guard = BeaconGuard(page_rate=1.0, page_burst=3, rate=1000.0, burst=1000)
+    looping, quiet = served_token(gracefail), served_token(gracefail)
+    results = [post(gracefail, beacon(looping, "retry", n), "10.0.0.1") for n in range(5)]
+    assert [status for status, _ in results] == [204, 204, 204, 429, 429]
+    assert results[3][1]["retry-after"] == "1", "the page sends it again a second later"
+    assert post(gracefail, beacon(quiet, "shown"), "10.0.0.1")[0] == 204, "another page"
+    assert gracefail.guard.page_limited == 2
+    gracefail.flush()
+    assert len(client_events(recorder)) == 4
+    gracefail.close()
+
+
+def test_the_bound_per_page_view_has_no_retry_after() -> None:
+    """A page past its bound of events gets nothing by sending again: no Retry-After."""
+    gracefail, _ = app()
+    gracefail.guard = BeaconGuard(per_incident=1)
+    token = served_token(gracefail)
+    assert post(gracefail, beacon(token, "shown"))[0] == 204
+    status, headers = post(gracefail, beacon(token, "retry", 1))
+    assert status == 429
+    assert "retry-after" not in headers
+    gracefail.close()
+
+
+@pytest.mark.parametrize("outcome", ["recovered", "gave_up", "abandoned"])
+def test_an_outcome_before_its_shown_is_refused(outcome: str) -> None:
+    gracefail, recorder = app()
+    token = served_token(gracefail)
+    assert post(gracefail, beacon(token, "shown", 0, 800))[0] == 204
+    status, _ = post(gracefail, beacon(token, outcome, 1, 799))
+    assert status == 400
+    assert post(gracefail, beacon(token, outcome, 1, 800))[0] == 204
+    gracefail.flush()
+    assert [(e.kind, e.elapsed_ms) for e in client_events(recorder)] == [
+        ("shown", 800), (outcome, 800),
+    ]  # fmt: skip
+    assert gracefail.guard.before_shown == 1
+    gracefail.close()
+
+
+def test_an_outcome_whose_shown_this_process_never_saw_is_accepted() -> None:
+    """Another worker may have taken the shown: the report orders them instead."""
+    guard = BeaconGuard()
+    now = time.time()
+    assert guard.admit(ClientEvent(now, "k", "recovered", 1, 5, "en")) is Verdict.ACCEPT
+    assert guard.admit(ClientEvent(now, "k", "shown", 0, 100, "en")) is Verdict.ACCEPT
+
+
+def test_durations_are_cut_to_the_token_age_on_the_way_in() -> None:
+    gracefail, recorder = app()
+    token = served_token(gracefail)
+    week = 7 * 86_400_000
+    assert post(gracefail, beacon(token, "shown", 0, week))[0] == 204
+    assert post(gracefail, beacon(token, "recovered", 1, week))[0] == 204
+    gracefail.flush()
+    events = client_events(recorder)
+    assert len(events) == 2
+    assert all(e.elapsed_ms <= 20_000 for e in events)
+    gracefail.close()

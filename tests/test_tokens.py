@@ -9,10 +9,14 @@ from collections.abc import Callable
 import pytest
 
 from gracefail.tokens import (
+    VIEW_SEPARATOR,
+    VIEW_SUFFIX,
     TokenError,
     TokenSigner,
     incident_from_request_id,
     new_incident,
+    page_view,
+    split_view,
 )
 
 SECRET = "test-secret-0123456789abcdef"
@@ -259,3 +263,65 @@ def test_a_secret_does_not_warn(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.DEBUG, logger="gracefail"):
         TokenSigner(SECRET, TTL)
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+# --------------------------------------------------------------------------- page views
+
+
+def test_a_request_id_is_shown_but_its_page_view_key_is_the_servers() -> None:
+    """Issue 12: a client-chosen X-Request-ID was the key of the page view's beacons, so
+    anyone could get a token for someone else's incident and spend its budget."""
+    incident, key = page_view("req-123")
+    again, other = page_view("req-123")
+    assert incident == again == "req-123", "still the id people and logs correlate on"
+    assert key != "req-123"
+    assert key != other, "two page views of one request id never share a key"
+    assert key.startswith("req-123" + VIEW_SEPARATOR)
+    assert len(key) == len("req-123") + 1 + VIEW_SUFFIX
+    assert split_view(key) == split_view(other) == "req-123"
+
+
+@pytest.mark.parametrize("request_id", [None, "", "<script>", "a" * 65, "a~b", "a:b"])
+def test_without_a_usable_request_id_the_key_is_the_fresh_incident(
+    request_id: str | None,
+) -> None:
+    incident, key = page_view(request_id)
+    assert incident == key
+    assert INCIDENT_RE.fullmatch(incident)
+    assert split_view(key) == incident
+
+
+@pytest.mark.parametrize(
+    "request_id", ["r", "a" * 64, "abc.0123456789abcdef", "3f2504e0-4f89-11d3-9a0c-0305e82c3301"]
+)
+def test_page_view_keys_are_signed_and_split(signer: TokenSigner, request_id: str) -> None:
+    incident, key = page_view(request_id)
+    token = signer.sign(key, 502, now=NOW)
+    assert re.fullmatch(r"[A-Za-z0-9._~:-]+", token)
+    assert token.count("~") == 3
+    claims = signer.verify(token, now=NOW)
+    assert claims.incident == key
+    assert split_view(claims.incident) == incident == request_id
+
+
+def test_a_bare_token_cannot_be_stretched_to_a_page_view_key(signer: TokenSigner) -> None:
+    token = signer.sign("req-1", 502, now=NOW)
+    issued, incident, status, mac = token.split("~")
+    forged = f"{issued}~{incident}:{'A' * VIEW_SUFFIX}~{status}~{mac}"
+    with pytest.raises(TokenError, match="signature"):
+        signer.verify(forged, now=NOW)
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        pytest.param("1~inc:" + "A" * 15 + "~502~" + "A" * 22, id="suffix-too-short"),
+        pytest.param("1~inc:" + "A" * 17 + "~502~" + "A" * 22, id="suffix-too-long"),
+        pytest.param("1~inc:" + "A." * 8 + "~502~" + "A" * 22, id="suffix-alphabet"),
+        pytest.param("1~:" + "A" * 16 + "~502~" + "A" * 22, id="no-request-id"),
+        pytest.param("1~a:b:" + "A" * 16 + "~502~" + "A" * 22, id="two-separators"),
+    ],
+)
+def test_malformed_page_view_keys_are_refused(signer: TokenSigner, token: str) -> None:
+    with pytest.raises(TokenError, match="malformed"):
+        signer.verify(token, now=NOW)

@@ -11,12 +11,26 @@ from typing import Any, Final
 from .events import CLIENT_KINDS, ClientEvent
 from .tokens import TokenError, TokenSigner
 
-__all__ = ["MAX_BODY", "BeaconError", "check_origin", "parse_beacon"]
+__all__ = [
+    "CLOCK_SLACK_MS",
+    "MAX_BODY",
+    "BeaconError",
+    "bound_elapsed",
+    "check_origin",
+    "parse_beacon",
+]
 
 MAX_BODY: Final = 4096
 # A beacon is one flat object: one "{" and no "[" (no value it may hold contains either).
 # Counted before decoding, so no body can make json.loads recurse.
 _MAX_BRACKETS: Final = 4
+CLOCK_SLACK_MS: Final = 15_000
+"""How much longer than its token's age a page may say it has been open.
+
+The token is issued when the request reached the server; the page counts from its
+navigation start, a little earlier (connection, redirects), and another host that
+checks the token may have a slightly different clock.
+"""
 _KEYS: Final = frozenset(("token", "kind", "attempt", "elapsed_ms", "locale"))
 _LOCALE: Final = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8}){0,2}")
 _MAX_ATTEMPT: Final = 100_000
@@ -52,10 +66,24 @@ def _integer(data: Mapping[str, Any], key: str, high: int) -> int:
     return value
 
 
+def bound_elapsed(elapsed_ms: int, issued: float, now: float) -> int:
+    """``elapsed_ms`` bounded by the age of the token (issued at ``issued``) at ``now``.
+
+    The page measures durations on its own clock and could claim any; the server knows
+    when it issued the token, so no page view can have lasted longer than that, plus
+    :data:`CLOCK_SLACK_MS`.
+    """
+    return min(elapsed_ms, max(0, int((now - issued) * 1000)) + CLOCK_SLACK_MS)
+
+
 def parse_beacon(
     body: bytes, content_type: str, signer: TokenSigner, now: float | None = None
 ) -> ClientEvent:
-    """The ClientEvent a beacon body stands for; :class:`BeaconError` if it is refused."""
+    """The ClientEvent a beacon body stands for; :class:`BeaconError` if it is refused.
+
+    Its ``incident`` is the page view's key the token vouches for, and its ``elapsed_ms``
+    is bounded by the token's age (:func:`bound_elapsed`).
+    """
     if len(body) > MAX_BODY:
         raise BeaconError(413, "beacon too large")
     media = content_type.split(";", 1)[0].strip().lower()
@@ -81,16 +109,17 @@ def parse_beacon(
         raise BeaconError(400, "locale must be a language tag")
     attempt = _integer(data, "attempt", _MAX_ATTEMPT)
     elapsed = _integer(data, "elapsed_ms", _MAX_ELAPSED_MS)
+    current = time.time() if now is None else now
     try:
-        claims = signer.verify(data["token"], now)
+        claims = signer.verify(data["token"], current)
     except TokenError as exc:
         raise BeaconError(403, str(exc)) from None
     return ClientEvent(
-        time=time.time() if now is None else now,
+        time=current,
         incident=claims.incident,
         kind=kind,
         attempt=attempt,
-        elapsed_ms=elapsed,
+        elapsed_ms=bound_elapsed(elapsed, claims.issued, current),
         locale=locale,
         status=claims.status,
     )

@@ -25,7 +25,7 @@ from .pipeline import Pipeline
 from .recorders.base import Recorder
 from .recorders.store import store_recorder
 from .render import MINIMAL_PAGE, Renderer, safe_url
-from .tokens import TokenSigner, incident_from_request_id
+from .tokens import TokenSigner, page_view
 
 __all__ = ["OWNER", "REPLACED_HEADERS", "SAFE_METHODS", "Engine", "Reply", "RequestView"]
 
@@ -261,8 +261,11 @@ class Engine:
                 self._locales.clear()
             self._locales[language] = locale
         safe = view.method in SAFE_METHODS
-        incident = incident_from_request_id(headers.get("x-request-id"))
-        token = self.signer.sign(incident, failure.status)
+        # The incident is shown and logged; the token vouches for the page view's key,
+        # which a client-chosen X-Request-ID cannot make equal to another page view's.
+        # Issued when the request arrived: the page's durations are bounded by its age.
+        incident, key = page_view(headers.get("x-request-id"))
+        token = self.signer.sign(key, failure.status, now=started)
         body, content_type, csp = self.renderer.body(
             kind, failure, locale, safe, incident, token, safe_url(view.path, view.query)
         )
@@ -367,8 +370,10 @@ class Engine:
     def accept_beacon(self, view: RequestView, body: bytes) -> Reply:
         """Validate a beacon and queue its event: 204, or a 4xx with a short reason.
 
-        A client over its rate limit gets 429; an incident past its bound of events
-        gets 429; a repeated (incident, kind, attempt) gets 204 and is not recorded again.
+        A client over its rate limit, or a page view over its own, gets 429 with
+        ``Retry-After`` (the page sends it again then); a page view past its bound of
+        events gets 429 without; an outcome older than its page's ``shown`` gets 400; a
+        repeated (page view, kind, attempt) gets 204 and is not recorded again.
         """
         refused = self.beacon_precheck(view, len(body))
         if refused is not None:
@@ -381,9 +386,16 @@ class Engine:
             event = parse_beacon(body, view.headers.get("content-type", ""), self.signer)
         except BeaconError as exc:
             return self.beacon_reply(exc.status, exc.reason)
+        wait = self.guard.allow_page(event.incident)
+        if wait:
+            return self.beacon_reply(
+                429, "too many beacons from this page", [("retry-after", str(int(wait) + 1))]
+            )
         verdict = self.guard.admit(event)
         if verdict is Verdict.TOO_MANY:
             return self.beacon_reply(429, "too many events for this incident")
+        if verdict is Verdict.BEFORE_SHOWN:
+            return self.beacon_reply(400, "outcome before the page was shown")
         if verdict is Verdict.ACCEPT:
             self.pipeline.put(event)
         return Reply(204, [("cache-control", "no-store")], b"")

@@ -12,12 +12,29 @@ import time
 from dataclasses import dataclass
 from typing import Final
 
-__all__ = ["TokenError", "TokenSigner", "incident_from_request_id", "new_incident"]
+__all__ = [
+    "VIEW_SEPARATOR",
+    "VIEW_SUFFIX",
+    "TokenError",
+    "TokenSigner",
+    "incident_from_request_id",
+    "new_incident",
+    "page_view",
+    "split_view",
+]
 
 log = logging.getLogger("gracefail")
 
 _REQUEST_ID: Final = re.compile(r"[A-Za-z0-9._-]{1,64}")
-_TOKEN: Final = re.compile(r"([0-9a-f]{1,12})~([A-Za-z0-9._-]{1,64})~(50[24])~([A-Za-z0-9_-]{22})")
+VIEW_SEPARATOR: Final = ":"
+"""Between a reused request id and the server-random part of its page view's key."""
+VIEW_SUFFIX: Final = 16
+"""Characters of that server-random part."""
+# The incident a token vouches for: an id the server drew, or a client's request id
+# followed by ":" and 16 characters the server drew (see page_view).
+_TOKEN: Final = re.compile(
+    r"([0-9a-f]{1,12})~([A-Za-z0-9._-]{1,64}(?::[A-Za-z0-9_-]{16})?)~(50[24])~([A-Za-z0-9_-]{22})"
+)
 
 
 _POOL: list[str] = []
@@ -49,6 +66,28 @@ def incident_from_request_id(value: str | None) -> str:
     if value and _REQUEST_ID.fullmatch(value):
         return value
     return new_incident()
+
+
+def page_view(request_id: str | None) -> tuple[str, str]:
+    """``(incident, key)`` for one failure reply: the id shown to people, and the page view's
+    key that its token vouches for (the key the beacon guard and the store use).
+
+    Without a usable ``X-Request-ID`` both are one fresh random id. A request id is the
+    client's to choose, so anyone could ask for the same one (a victim's incident id read
+    off a screenshot, say): it stays the shown incident, for correlation with logs, but its
+    key gets a server-random suffix, so no other page view can share that key.
+    """
+    incident = incident_from_request_id(request_id)
+    if incident != request_id:
+        return incident, incident
+    return incident, f"{incident}{VIEW_SEPARATOR}{new_incident()[:VIEW_SUFFIX]}"
+
+
+def split_view(key: str) -> str:
+    """The incident (the failure's id) a page view's key belongs to."""
+    if len(key) > VIEW_SUFFIX + 1 and key[-VIEW_SUFFIX - 1] == VIEW_SEPARATOR:
+        return key[: -VIEW_SUFFIX - 1]
+    return key
 
 
 class TokenError(ValueError):

@@ -11,9 +11,11 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from ..beacon import CLOCK_SLACK_MS
 from ..events import OUTCOMES
 from ..recorders.labels import UNKNOWN_ROUTE
 from ..recorders.schema import FAILURES, PAGE_EVENTS
+from ..tokens import VIEW_SEPARATOR, VIEW_SUFFIX
 from .model import (
     SOURCES,
     TTR_BUCKETS,
@@ -45,6 +47,18 @@ _ROUTE: Final = (
 )
 
 
+# The failure a page event belongs to: its page view's key without the server-random
+# suffix a reused X-Request-ID gets (gracefail.tokens.page_view). The same in both SQLs.
+_FAILURE_OF: Final = (
+    f"CASE WHEN LENGTH(incident) > {VIEW_SUFFIX + 1} "
+    f"AND SUBSTR(incident, LENGTH(incident) - {VIEW_SUFFIX}, 1) = '{VIEW_SEPARATOR}' "
+    f"THEN SUBSTR(incident, 1, LENGTH(incident) - {VIEW_SUFFIX + 1}) ELSE incident END"
+)
+# How long a page view can have lasted when its event arrived, on the server's clock:
+# since its failure's request came in (the reply's time less the app's time), plus slack.
+_AGE_MS: Final = f"((e.time - g.began) * 1000 + {CLOCK_SLACK_MS})"
+
+
 def route_label(route: str) -> str:
     """A ``--route`` value as the report compares it: with a leading slash."""
     route = route.strip()
@@ -65,46 +79,64 @@ def _bucket(reader: Reader, seconds: int) -> str:
 
 
 def _page_views(source: str, filtered: bool) -> str:
-    """CTEs ending in ``pv``: one row per page view (an incident with a beacon in the window).
+    """CTEs ending in ``pv``: one row per page view (a key with a beacon in the window).
 
     Its outcome is its first recovered/gave_up/abandoned beacon in arrival order; its
-    route and source are those of the failure that served it.
+    route and source are those of the failure that served it. The durations a page
+    reported are not taken on trust: each is cut to the time that had passed on the
+    server's clock since its failure, when the store has that failure (the beacon
+    endpoint bounds them the same way by the token's age; this also bounds rows stored
+    before it did), and an outcome cannot precede its page's ``shown``.
     """
     route_filter = (
-        f" AND incident IN (SELECT incident FROM {FAILURES} WHERE probe = 0 AND {_ROUTE} = ?)"
+        f" AND {_FAILURE_OF} IN (SELECT incident FROM {FAILURES} WHERE probe = 0 AND {_ROUTE} = ?)"
         if filtered
         else ""
     )
     return f"""
 WITH ev AS (
-    SELECT id, time, incident, kind, elapsed_ms FROM {PAGE_EVENTS}
+    SELECT id, time, incident, {_FAILURE_OF} AS failure, kind, elapsed_ms FROM {PAGE_EVENTS}
     WHERE time >= ? AND time < ?{route_filter}
+),
+origin AS (
+    SELECT incident, MIN({_ROUTE}) AS route, MIN({source}) AS source,
+           MIN(time - COALESCE(app_ms, 0) / 1000.0) AS began
+    FROM {FAILURES}
+    WHERE probe = 0 AND incident IN (SELECT failure FROM ev) GROUP BY incident
+),
+bounded AS (
+    SELECT e.id, e.time, e.incident, e.failure, e.kind,
+           CASE WHEN g.began IS NULL OR e.elapsed_ms <= {_AGE_MS} THEN e.elapsed_ms
+                WHEN {_AGE_MS} > 0 THEN {_AGE_MS} ELSE 0 END AS elapsed_ms
+    FROM ev e LEFT JOIN origin g ON g.incident = e.failure
 ),
 ranked AS (
     SELECT incident, kind, elapsed_ms,
            ROW_NUMBER() OVER (PARTITION BY incident ORDER BY time, id) AS rn
-    FROM ev WHERE kind IN ({_OUTCOME_KINDS})
+    FROM bounded WHERE kind IN ({_OUTCOME_KINDS})
 ),
 views AS (
-    SELECT incident, MIN(elapsed_ms) AS first_ms, MAX(elapsed_ms) AS last_ms,
+    SELECT incident, MIN(failure) AS failure,
+           MIN(elapsed_ms) AS first_ms, MAX(elapsed_ms) AS last_ms,
            MIN(CASE WHEN kind = 'shown' THEN elapsed_ms END) AS shown_ms,
            SUM(CASE WHEN kind IN ({_OUTCOME_KINDS}) THEN 1 ELSE 0 END) AS outcomes
-    FROM ev GROUP BY incident
+    FROM bounded GROUP BY incident
 ),
-origin AS (
-    SELECT incident, MIN({_ROUTE}) AS route, MIN({source}) AS source FROM {FAILURES}
-    WHERE probe = 0 AND incident IN (SELECT incident FROM views) GROUP BY incident
+outcome AS (
+    SELECT v.incident, o.kind,
+           CASE WHEN o.elapsed_ms < v.shown_ms THEN v.shown_ms ELSE o.elapsed_ms END AS ms
+    FROM views v JOIN ranked o ON o.incident = v.incident AND o.rn = 1
 ),
 pv AS (
     SELECT COALESCE(g.route, '{UNKNOWN_ROUTE}') AS route,
            COALESCE(g.source, '{UNKNOWN_SOURCE}') AS source,
-           v.shown_ms, o.kind AS outcome, o.elapsed_ms AS outcome_ms,
+           v.shown_ms, o.kind AS outcome, o.ms AS outcome_ms,
            CASE WHEN v.outcomes > 1 THEN v.outcomes - 1 ELSE 0 END AS duplicates,
-           CASE WHEN COALESCE(o.elapsed_ms, v.last_ms) > COALESCE(v.shown_ms, v.first_ms)
-                THEN COALESCE(o.elapsed_ms, v.last_ms) - COALESCE(v.shown_ms, v.first_ms)
+           CASE WHEN COALESCE(o.ms, v.last_ms) > COALESCE(v.shown_ms, v.first_ms)
+                THEN COALESCE(o.ms, v.last_ms) - COALESCE(v.shown_ms, v.first_ms)
                 ELSE 0 END AS lost_ms
-    FROM views v LEFT JOIN ranked o ON o.incident = v.incident AND o.rn = 1
-                 LEFT JOIN origin g ON g.incident = v.incident
+    FROM views v LEFT JOIN outcome o ON o.incident = v.incident
+                 LEFT JOIN origin g ON g.incident = v.failure
 )
 """
 
