@@ -25,6 +25,7 @@ system-deps:
 	  missing=""; \
 	  [ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	  [ -x /usr/sbin/nginx ] || missing="$$missing nginx-light"; \
+	  [ -x /usr/bin/caddy ] || missing="$$missing caddy"; \
 	  command -v npm >/dev/null || missing="$$missing npm"; \
 	  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	  command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
