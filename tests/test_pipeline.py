@@ -229,3 +229,19 @@ def test_a_full_queue_drops_for_the_slow_recorder_only() -> None:
     assert healthy_counts.delivered == 50, healthy_counts
     assert pipeline.dropped == 39
     pipeline.close()
+
+
+def test_losses_at_shutdown_reach_the_recorders_that_count_drops() -> None:
+    hung, counter = Gate(), Flaky()
+    counter.down = False
+    pipeline = Pipeline([hung, counter], maxsize=1000)
+    pipeline.put(event(0))
+    time.sleep(0.3)  # the hung recorder holds e0
+    for n in range(1, 5):
+        pipeline.put(event(n))
+    pipeline.close(timeout=0.5)
+    hung.open.set()
+    assert pipeline.counts()[0].shutdown == 5
+    assert len(counter.events) == 5
+    # A recorder that hung with events in hand lost them: a recorder error, counted once.
+    assert counter.dropped == [(5, "recorder_error")]

@@ -16,7 +16,8 @@ on its batch), or lost at shutdown (still queued or in the recorder's hands when
 A recorder that fails is logged once, with the error, until it works again
 (then once more, with how many events it lost). Losses are handed to recorders
 that count them (``record_dropped``, see :class:`~gracefail.recorders.base.CountsDrops`)
-with the reason ``queue_full``, ``recorder_error`` or ``shutdown``.
+with the reason ``queue_full``, or ``recorder_error`` (a recorder raised on a batch, or
+hung at shutdown with events in hand).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ log = logging.getLogger("gracefail")
 
 _BATCH: Final = 500
 _IDLE_WAIT: Final = 0.2
-_REASONS: Final = ("queue_full", "recorder_error", "shutdown")
+_REASONS: Final = ("queue_full", "recorder_error")
 
 # Live pipelines, so a forked child can forget its parent's queues and locks.
 _pipelines: weakref.WeakSet[Pipeline] = weakref.WeakSet()
@@ -79,7 +80,7 @@ class _Lane:
         self.shutdown = 0
         self.in_flight = 0
         # Pipeline-wide losses already handed to this recorder's record_dropped.
-        self.forwarded = (0, 0, 0)
+        self.forwarded = (0, 0)
         self.broken: int | None = None
         self.abandoned = False
         self._fresh_state()
@@ -282,13 +283,13 @@ class Pipeline:
         """What became of the events put, per recorder (in the order given)."""
         return [lane.snapshot() for lane in self._lanes]
 
-    def loss_totals(self) -> tuple[int, int, int]:
-        """(queue_full, recorder_error, shutdown) over every recorder."""
+    def loss_totals(self) -> tuple[int, int]:
+        """The losses over every recorder as ``record_dropped`` reports them:
+        (queue_full, recorder_error); a recorder hung at shutdown is a recorder error."""
         lanes = self._lanes
         return (
             sum(lane.dropped for lane in lanes),
-            sum(lane.failed for lane in lanes),
-            sum(lane.shutdown for lane in lanes),
+            sum(lane.failed + lane.shutdown for lane in lanes),
         )
 
     def drain(self) -> None:
