@@ -53,7 +53,8 @@ def test_records_with_the_shared_schema(pg_dsn: str) -> None:
         ).fetchone()
     assert versions == [m.version for m in MIGRATIONS]
     assert versions[-1] == SCHEMA_VERSION
-    assert pages == (17,)
+    # 17 beacons, one of them stored twice by two workers: the store keeps one copy.
+    assert pages == (16,)
     assert row == (
         "A", 502, "connection", "GET", "/items/{item_id}", "html", 0, "inventory", 12.5, "app"
     )  # fmt: skip
@@ -124,7 +125,7 @@ def test_opens_a_store_of_the_previous_version_in_place(pg_dsn: str) -> None:
             "SELECT status, cause, route, upstream, app_ms FROM gracefail_failures "
             "WHERE incident = 'old-1'"
         ).fetchone()
-    assert versions == [1, 2, 3] == [m.version for m in MIGRATIONS]
+    assert versions == [1, 2, 3, 4] == [m.version for m in MIGRATIONS]
     assert sources == {"old-1": "app", "old-2": "app", "pg-1": "gateway", "pg-2": "app"}
     assert column == ("text", "NO", "'app'::text")
     assert old == (504, "timeout", "/items/{item_id}", "inventory", 30000.0)

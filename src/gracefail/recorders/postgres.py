@@ -1,6 +1,8 @@
 """PostgreSQL store (psycopg 3) for many app instances: the same schema and report as SQLite.
 
-Each batch is one transaction that COPYs the rows in. When the server is
+Each batch is one transaction: failures are COPYed in; page events go through one
+``INSERT ... ON CONFLICT DO NOTHING``, so a beacon another instance stored already is
+skipped (the unique key on incident, kind and attempt). When the server is
 unreachable the batch is dropped (the pipeline logs it once and counts it) and
 the recorder waits, with capped exponential backoff, before connecting again.
 Schema migrations run under a transaction-scoped advisory lock, so instances
@@ -43,7 +45,16 @@ __all__ = ["PostgresRecorder", "migrate_postgres"]
 _MIGRATION_LOCK: Final = 0x67726163656661
 
 _COPY_FAILURES: Final = f"COPY {FAILURES} ({', '.join(FAILURE_COLUMNS)}) FROM STDIN"
-_COPY_PAGES: Final = f"COPY {PAGE_EVENTS} ({', '.join(PAGE_COLUMNS)}) FROM STDIN"
+# The batch's page events as arrays, unnested in key order: two instances inserting the
+# same keys then take the unique index's locks in the same order and cannot deadlock, and
+# of two copies in one batch the earlier one is kept.
+_INSERT_PAGES: Final = (
+    f"INSERT INTO {PAGE_EVENTS} ({', '.join(PAGE_COLUMNS)}) "
+    f"SELECT {', '.join(PAGE_COLUMNS)} FROM unnest("
+    "%s::double precision[], %s::text[], %s::text[], %s::integer[], %s::bigint[], "
+    f"%s::text[], %s::integer[]) AS batch ({', '.join(PAGE_COLUMNS)}) "
+    "ORDER BY incident, kind, attempt, time ON CONFLICT DO NOTHING"
+)
 
 
 def migrate_postgres(conn: psycopg.Connection[Any], where: str) -> None:
@@ -120,9 +131,7 @@ class PostgresRecorder(ConnectedRecorder["psycopg.Connection[Any]"]):
                     for row in failures:
                         copy.write_row(row)
             if pages:
-                with cur.copy(_COPY_PAGES) as copy:
-                    for row in pages:
-                        copy.write_row(row)
+                cur.execute(_INSERT_PAGES, [list(column) for column in zip(*pages, strict=True)])
 
     def _close(self, conn: psycopg.Connection[Any]) -> None:
         conn.close()

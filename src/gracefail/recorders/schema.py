@@ -21,6 +21,7 @@ __all__ = [
     "MIGRATIONS",
     "PAGE_COLUMNS",
     "PAGE_EVENTS",
+    "PAGE_EVENT_KEY",
     "SCHEMA_TABLE",
     "SCHEMA_TABLE_DDL",
     "SCHEMA_VERSION",
@@ -32,6 +33,8 @@ __all__ = [
 
 FAILURES: Final = "gracefail_failures"
 PAGE_EVENTS: Final = "gracefail_page_events"
+PAGE_EVENT_KEY: Final = "gracefail_page_events_key"
+"""The unique index on (incident, kind, attempt): one copy of each page event."""
 SCHEMA_TABLE: Final = "gracefail_schema"
 
 FAILURE_COLUMNS: Final = (
@@ -51,7 +54,12 @@ FAILURE_COLUMNS: Final = (
 """The columns :func:`split_rows` fills for a failure, in its order."""
 
 PAGE_COLUMNS: Final = ("time", "incident", "kind", "attempt", "elapsed_ms", "locale", "status")
-"""The columns :func:`split_rows` fills for a page event, in its order."""
+"""The columns :func:`split_rows` fills for a page event, in its order.
+
+A page event's ``incident`` is its page view's key (:func:`gracefail.tokens.page_view`):
+the failure's incident, followed by ``:`` and a server-random suffix when the incident
+is a client's ``X-Request-ID``.
+"""
 
 
 class StoreError(Exception):
@@ -114,6 +122,26 @@ _INDEXES: Final = (
 # so upgrading a large store is instant.
 _SOURCE: Final = (f"ALTER TABLE {FAILURES} ADD COLUMN source TEXT NOT NULL DEFAULT 'app'",)
 
+# One outcome per page view, whichever worker or host a beacon reaches: the store keeps
+# the first copy of an (incident, kind, attempt) and ignores the others (INSERT ... ON
+# CONFLICT DO NOTHING). Copies stored before the key existed are removed first (the
+# oldest row stays), or the index could not be built. The key's leading columns serve
+# the report's lookups by incident, so the older index on (incident, kind) goes.
+_UNIQUE_PAGE_EVENT: Final = (
+    f"CREATE UNIQUE INDEX {PAGE_EVENT_KEY} ON {PAGE_EVENTS} (incident, kind, attempt)",
+    "DROP INDEX gracefail_page_events_incident",
+)
+# S608: SQL from module constants only.
+_DEDUPLICATE_SQLITE: Final = (
+    f"DELETE FROM {PAGE_EVENTS} WHERE id NOT IN "  # noqa: S608
+    f"(SELECT MIN(id) FROM {PAGE_EVENTS} GROUP BY incident, kind, attempt)",
+)
+_DEDUPLICATE_POSTGRESQL: Final = (
+    f"DELETE FROM {PAGE_EVENTS} later USING {PAGE_EVENTS} earlier "  # noqa: S608
+    "WHERE later.incident = earlier.incident AND later.kind = earlier.kind "
+    "AND later.attempt = earlier.attempt AND later.id > earlier.id",
+)
+
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(
         1,
@@ -123,6 +151,12 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     ),
     Migration(2, "indexes for the report", _INDEXES, _INDEXES),
     Migration(3, "failures: source (app, gateway, worker)", _SOURCE, _SOURCE),
+    Migration(
+        4,
+        "page events: one per (incident, kind, attempt)",
+        _DEDUPLICATE_SQLITE + _UNIQUE_PAGE_EVENT,
+        _DEDUPLICATE_POSTGRESQL + _UNIQUE_PAGE_EVENT,
+    ),
 )
 """Every step of the schema, oldest first; only ever appended to."""
 

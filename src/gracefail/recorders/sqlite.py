@@ -47,19 +47,27 @@ _MAX_CHUNK: Final = 256
 
 
 @functools.lru_cache(maxsize=32)
-def _insert(table: str, columns: tuple[str, ...], rows: int) -> str:
+def _insert(table: str, columns: tuple[str, ...], rows: int, skip_copies: bool) -> str:
     row = "(" + ", ".join("?" * len(columns)) + ")"
-    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES " + ", ".join([row] * rows)
+    sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES " + ", ".join([row] * rows)
+    # Not INSERT OR IGNORE, which would also drop a row that breaks NOT NULL: only a copy
+    # of a stored row (the unique key) is skipped.
+    return sql + " ON CONFLICT DO NOTHING" if skip_copies else sql
 
 
 def _insert_rows(
-    conn: sqlite3.Connection, table: str, columns: tuple[str, ...], rows: list[tuple[object, ...]]
+    conn: sqlite3.Connection,
+    table: str,
+    columns: tuple[str, ...],
+    rows: list[tuple[object, ...]],
+    skip_copies: bool = False,
 ) -> None:
     start = 0
     while start < len(rows):
         size = min(_MAX_CHUNK, 1 << ((len(rows) - start).bit_length() - 1))
         chunk = rows[start : start + size]
-        conn.execute(_insert(table, columns, size), [v for row in chunk for v in row])
+        sql = _insert(table, columns, size, skip_copies)
+        conn.execute(sql, [v for row in chunk for v in row])
         start += size
 
 
@@ -178,7 +186,8 @@ class SQLiteRecorder(ConnectedRecorder[sqlite3.Connection]):
             if failures:
                 _insert_rows(conn, FAILURES, FAILURE_COLUMNS, failures)
             if pages:
-                _insert_rows(conn, PAGE_EVENTS, PAGE_COLUMNS, pages)
+                # A page event another worker (or an earlier batch) stored is skipped.
+                _insert_rows(conn, PAGE_EVENTS, PAGE_COLUMNS, pages, skip_copies=True)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
