@@ -25,6 +25,8 @@ system-deps:
 	  missing=""; \
 	  [ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	  [ -x /usr/sbin/nginx ] || missing="$$missing nginx-light"; \
+	  [ -x /usr/sbin/haproxy ] || missing="$$missing haproxy"; \
+	  [ -x /usr/sbin/apache2 ] || missing="$$missing apache2"; \
 	  [ -x /usr/bin/caddy ] || missing="$$missing caddy"; \
 	  command -v npm >/dev/null || missing="$$missing npm"; \
 	  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
