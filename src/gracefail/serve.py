@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from .config import Config, ConfigError, config_from
+from .recorders.target import mask_credentials
 
 __all__ = ["serve"]
 
@@ -103,5 +104,6 @@ def serve(
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
     _check_port(host, port)
-    click.echo(f"gracefail serve: http://{host}:{port}/ store={config.store}", err=True)
+    store = mask_credentials(config.store)
+    click.echo(f"gracefail serve: http://{host}:{port}/ store={store}", err=True)
     uvicorn.run(app, host=host, port=port, log_level="warning", lifespan="on")
