@@ -25,9 +25,10 @@ class Recorder(Protocol):
 class CountsDrops(Protocol):
     """A recorder that also reports lost events (the Prometheus, OTel and StatsD ones).
 
-    The pipeline calls ``record_dropped`` on its background thread with the number
-    of events lost since the last call and why: ``"queue_full"`` (the queue was
-    full, so no recorder got them) or ``"recorder_error"`` (a recorder failed a batch).
+    The pipeline calls ``record_dropped`` from a background thread with the number
+    of events a recorder lost since the last call and why: ``"queue_full"`` (that
+    recorder's queue was full) or ``"recorder_error"`` (it failed a batch, or still
+    held one at shutdown).
     """
 
     def record_dropped(self, count: int, reason: str) -> None:
