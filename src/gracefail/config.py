@@ -10,6 +10,7 @@ import base64
 import difflib
 import hashlib
 import hmac
+import ipaddress
 import mimetypes
 import os
 import re
@@ -189,6 +190,31 @@ class RetryPolicy:
         }
 
 
+def _proxies(value: object) -> tuple[str, ...]:
+    """``trusted_proxies`` as a tuple of normalised networks; ConfigError names a bad entry."""
+    allowed = (
+        "expected the IP addresses or CIDR networks of your reverse proxies, such as "
+        "['10.0.0.0/8', '::1'] (or one comma-separated string)"
+    )
+    if isinstance(value, str):
+        entries: object = [part for part in value.split(",") if part.strip()]
+    else:
+        entries = value
+    if not isinstance(entries, Sequence) or isinstance(entries, bytes):
+        raise _fail("trusted_proxies", value, allowed)
+    networks: list[str] = []
+    for entry in entries:
+        try:
+            if not isinstance(entry, str):
+                raise ValueError(entry)
+            networks.append(str(ipaddress.ip_network(entry.strip(), strict=False)))
+        except ValueError:
+            raise _fail(
+                "trusted_proxies", value, f"{entry!r} is not an address or network; {allowed}"
+            ) from None
+    return tuple(networks)
+
+
 def _secret_default() -> str | None:
     return os.environ.get("GRACEFAIL_SECRET") or None
 
@@ -239,6 +265,11 @@ class Config:
             ``GRACEFAIL_RECORD_IN_TESTS``). Explicit ``recorders`` always record.
         token_ttl: seconds a page's beacon token stays valid.
         queue_size: events waiting for the recorders before new ones are dropped.
+        trusted_proxies: addresses or CIDR networks of the reverse proxies in front of
+            the app (``["10.0.0.0/8", "::1"]``, or one comma-separated string). Only a
+            request from one of them has its ``X-Forwarded-For`` (else ``Forwarded``)
+            read, from the right, for the client address that beacon rate limits key
+            on; empty (the default), the peer address is the client.
     """
 
     brand: Brand = field(default_factory=Brand)
@@ -259,6 +290,7 @@ class Config:
     record_in_tests: bool = field(default_factory=_record_in_tests_default)
     token_ttl: int = 6 * 3600
     queue_size: int = 10_000
+    trusted_proxies: Sequence[str] = ()
 
     def __post_init__(self) -> None:
         if isinstance(self.brand, Mapping):
@@ -313,6 +345,7 @@ class Config:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
                 raise _fail(name, value, f"expected a whole number from {low} to {high}")
+        object.__setattr__(self, "trusted_proxies", _proxies(self.trusted_proxies))
 
     def _check_exceptions(self) -> None:
         if not isinstance(self.exceptions, Mapping):

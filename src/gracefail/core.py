@@ -19,7 +19,7 @@ from .beacon import MAX_BODY, BeaconError, check_origin, parse_beacon
 from .classify import Classifier, Failure
 from .config import DEFAULT_STORE, LOCALES, UPSTREAM_STATUSES, Config
 from .events import Event, ServerEvent
-from .guard import BeaconGuard, Verdict
+from .guard import BeaconGuard, Verdict, client_address
 from .negotiate import language_key, negotiate_kind, negotiate_locale
 from .pipeline import Pipeline
 from .recorders.base import Recorder
@@ -373,12 +373,14 @@ class Engine:
         A client over its rate limit, or a page view over its own, gets 429 with
         ``Retry-After`` (the page sends it again then); a page view past its bound of
         events gets 429 without; an outcome older than its page's ``shown`` gets 400; a
-        repeated (page view, kind, attempt) gets 204 and is not recorded again.
+        repeated (page view, kind, attempt) gets 204 and is not recorded again. The client
+        is the peer, or the address a proxy of ``Config.trusted_proxies`` forwarded.
         """
         refused = self.beacon_precheck(view, len(body))
         if refused is not None:
             return refused
-        wait = self.guard.allow(view.client_addr)
+        client = client_address(view.client_addr, view.headers, self.config.trusted_proxies)
+        wait = self.guard.allow(client)
         if wait:
             return self.beacon_reply(429, "too many beacons", [("retry-after", str(int(wait) + 1))])
         try:

@@ -5,7 +5,7 @@ so a flood of beacons cannot grow the process; and each :class:`BeaconGuard`
 belongs to one :class:`~gracefail.core.Engine`, so two apps in one process
 never share limits.
 
-* **Rate limit per client** (the peer address the adapter reports): a token
+* **Rate limit per client** (the address :func:`client_address` finds): a token
   bucket of ``burst`` beacons refilled at ``rate`` per second; over it, 429 with
   ``Retry-After`` (the page sends the beacon again after it).
 * **Rate limit per page view** (the key its token vouches for): a bucket of
@@ -24,16 +24,19 @@ never share limits.
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Final
 
 from .events import CLIENT_KINDS, OUTCOMES, ClientEvent
 
-__all__ = ["BeaconGuard", "Verdict"]
+__all__ = ["BeaconGuard", "Verdict", "client_address", "proxy_networks"]
 
 _DEFAULT_RATE: Final = 5.0
 _DEFAULT_BURST: Final = 60
@@ -47,6 +50,11 @@ _DEFAULT_INCIDENTS: Final = 4_096
 # (kind, attempt) packed into one small int: a few bytes per remembered event.
 _KIND_CODE: Final = {kind: code for code, kind in enumerate(sorted(CLIENT_KINDS))}
 _ATTEMPTS: Final = 1 << 20
+# An address longer than this in a forwarding header is no address: cut, as a key.
+_MAX_ADDRESS: Final = 64
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class Verdict(Enum):
@@ -200,3 +208,76 @@ class BeaconGuard:
         """How many clients and page views are remembered now (for tests and benchmarks)."""
         with self._lock:
             return len(self._clients), len(self._incidents)
+
+
+# -- the client's address -------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=16)
+def proxy_networks(trusted: tuple[str, ...]) -> tuple[Network, ...]:
+    """``Config.trusted_proxies`` parsed (once per distinct value)."""
+    return tuple(ipaddress.ip_network(entry, strict=False) for entry in trusted)
+
+
+def _address(text: str) -> Address | None:
+    """An address as forwarding headers write it: bare, ``[v6]``, with a port, quoted."""
+    text = text.strip().strip('"')
+    if text.startswith("["):
+        text = text[1:].split("]", 1)[0]
+    elif text.count(":") == 1:
+        text = text.split(":", 1)[0]  # IPv4 with a port
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def _forwarded_for(value: str) -> list[str]:
+    """The ``for=`` of each element of an RFC 7239 ``Forwarded`` header, in order."""
+    found = []
+    for element in value.split(","):
+        for pair in element.split(";"):
+            name, _, item = pair.partition("=")
+            if name.strip().lower() == "for":
+                found.append(item.strip())
+    return found
+
+
+def _trusted(address: Address | None, networks: tuple[Network, ...]) -> bool:
+    return address is not None and any(address in network for network in networks)
+
+
+def client_address(
+    peer: str | None, headers: Mapping[str, str], trusted: Sequence[str]
+) -> str | None:
+    """The beacon's client: the peer, or, when the peer is a trusted proxy, the rightmost
+    address of ``X-Forwarded-For`` (else ``Forwarded``) that is not a trusted proxy.
+
+    Read from the right, as Werkzeug's ``ProxyFix`` and uvicorn's
+    ``--forwarded-allow-ips`` do: each proxy appends the address it saw, so the entries
+    left of the last untrusted one are whatever the client chose to send. With
+    ``trusted`` empty the headers are never read. When both headers are present,
+    ``X-Forwarded-For`` is the one used (the header nearly every proxy writes).
+    """
+    if not trusted or peer is None:
+        return peer
+    networks = proxy_networks(tuple(trusted))  # Config holds a tuple: no copy
+    if not _trusted(_address(peer), networks):
+        return peer
+    forwarded = headers.get("x-forwarded-for")
+    hops = (
+        [hop.strip() for hop in forwarded.split(",")]
+        if forwarded is not None
+        else _forwarded_for(headers.get("forwarded", ""))
+    )
+    hops = [hop for hop in hops if hop]
+    for hop in reversed(hops):
+        address = _address(hop)
+        if not _trusted(address, networks):
+            return str(address) if address is not None else hop[:_MAX_ADDRESS]
+    # Every hop is a proxy of ours: the first one is as far as anyone can tell.
+    first = _address(hops[0]) if hops else None
+    return str(first) if first is not None else peer
