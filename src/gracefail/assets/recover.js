@@ -130,8 +130,36 @@
     });
   }
 
-  // A 2xx or 4xx answer ends a beacon's life (a 4xx is a rejection: resending would not
-  // help); a 5xx or no answer at all queues it for later.
+  // A 429 with Retry-After is the server's rate limit asking for later (it limits per user
+  // and per page view, and many users may share one proxy): the beacon waits in the queue,
+  // and the queue goes out again after that delay plus a jitter that grows while answers
+  // stay 429, so pages throttled together do not come back together. One resend is
+  // scheduled at a time; it sends the whole queue.
+  var resendTimer = 0;
+  var throttled = 0;
+
+  // Retry-After in milliseconds (delta-seconds or an HTTP date, at most an hour), or -1.
+  function retryAfterMs(response) {
+    var value = response.headers.get("Retry-After") || "";
+    var seconds = /^\s*\d+\s*$/.test(value) ?
+      parseInt(value, 10) : (Date.parse(value) - Date.now()) / 1000;
+    return seconds >= 0 ? 1000 * Math.min(seconds, 3600) : -1;
+  }
+
+  function resendLater(delayMs) {
+    if (resendTimer) {
+      return;
+    }
+    throttled++;
+    var jitterMs = Math.random() * Math.min(60000, 1000 * Math.pow(2, throttled));
+    resendTimer = setTimeout(function () {
+      resendTimer = 0;
+      flushQueue(false);
+    }, delayMs + jitterMs);
+  }
+
+  // A 2xx ends a beacon's life, and so does a 4xx (a rejection: resending would not help),
+  // except a 429 that says when to come back; a 5xx or no answer at all queues it for later.
   function postBeacon(body) {
     try {
       fetch(config.beacon, {
@@ -143,8 +171,14 @@
         cache: "no-store",
         credentials: "same-origin"
       }).then(function (response) {
-        if (response.status >= 500) {
+        var waitMs = response.status === 429 ? retryAfterMs(response) : -1;
+        if (waitMs >= 0) {
           enqueue(body);
+          resendLater(waitMs);
+        } else if (response.status >= 500) {
+          enqueue(body);
+        } else if (response.ok) {
+          throttled = 0;
         }
       }, function () {
         enqueue(body);
