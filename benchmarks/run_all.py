@@ -17,7 +17,7 @@ import sys
 import time
 from importlib import metadata
 
-from benchmarks import e2e, gateway, herd, inprocess
+from benchmarks import e2e, gateway, herd, inprocess, load
 from benchmarks.harness import Goal, goals_table, group_table, log
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -182,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     remote = e2e.run(args.quick, log=log)
     log("gateway (gracefail serve)")
     backend = gateway.run(args.quick, log=log)
+    log("load during an outage")
+    loaded = load.markdown(load.run_all(args.quick, os.environ.get("GRACEFAIL_BENCH_PG"), log=log))
     log("herd simulation")
     crowd = herd.run(plot_path, log=log)
     ingest = "" if args.no_ingest else ingest_section()
@@ -219,6 +221,13 @@ def main(argv: list[str] | None = None) -> int:
         "## Gateway: `gracefail serve`",
         "",
         backend.markdown,
+        "",
+        "## Load during an outage",
+        "",
+        "`python -m benchmarks.load`: every request fails upstream; served = stored + counted "
+        "lost, exactly (PostgreSQL rows when `GRACEFAIL_BENCH_PG` names a database).",
+        "",
+        loaded,
         "",
         "## Retry herd",
         "",
