@@ -17,7 +17,8 @@ import sys
 import time
 from importlib import metadata
 
-from benchmarks import e2e, gateway, herd, inprocess, load
+from benchmarks import e2e, gateway, herd, inprocess
+from benchmarks import load as outage_load
 from benchmarks.harness import Goal, goals_table, group_table, log
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -183,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     log("gateway (gracefail serve)")
     backend = gateway.run(args.quick, log=log)
     log("load during an outage")
-    loaded = load.markdown(load.run_all(args.quick, os.environ.get("GRACEFAIL_BENCH_PG"), log=log))
+    pg = os.environ.get("GRACEFAIL_BENCH_PG")
+    loaded = outage_load.markdown(outage_load.run_all(args.quick, pg, log=log))
     log("herd simulation")
     crowd = herd.run(plot_path, log=log)
     ingest = "" if args.no_ingest else ingest_section()
