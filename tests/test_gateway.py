@@ -142,3 +142,15 @@ def test_missing_secret_and_bad_routes_fail_at_start_up() -> None:
         create_app(Config(secret=None, recorders=[]))
     with pytest.raises(ConfigError, match="routes"):
         create_app(Config(secret=SECRET, recorders=[]), routes=["shop"])
+
+
+async def test_path_form_without_the_original_url_keeps_the_page_on_its_own_address() -> None:
+    """Traefik sends ``GET /502`` and no URL: the no-script retry link must not lead to
+    ``/502`` on the app, and there is no route to label."""
+    app, recorder = gateway()
+    page = await ask(app, "/502", **NAV)
+    assert page.status_code == 502
+    assert 'href="/502' not in page.text
+    assert 'href=""' in page.text
+    (event,) = served(app, recorder)
+    assert event.route is None

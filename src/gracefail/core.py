@@ -266,8 +266,11 @@ class Engine:
         # Issued when the request arrived: the page's durations are bounded by its age.
         incident, key = page_view(headers.get("x-request-id"))
         token = self.signer.sign(key, failure.status, now=started)
+        # No path: the URL that failed is not known (a proxy's error request); the page's
+        # retry link then stays on its own address.
+        url = safe_url(view.path, view.query) if view.path else ""
         body, content_type, csp = self.renderer.body(
-            kind, failure, locale, safe, incident, token, safe_url(view.path, view.query)
+            kind, failure, locale, safe, incident, token, url
         )
         reply_headers = [
             (name, value) for name, value in app_headers if name.lower() not in REPLACED_HEADERS

@@ -106,6 +106,10 @@ class Gateway:
         original = headers.get("x-original-uri", "")
         if original.startswith("/") and len(original) <= _MAX_URI:
             path, _, query = original.partition("?")
+        elif "x-code" not in headers and _STATUS_PATH.fullmatch(path):
+            # The status in the path (Traefik) says nothing of the URL that failed: the
+            # page's retry link stays on the page's own address, and there is no route.
+            path, query = "", ""
         if path == self.beacon_path and view.method == "POST":
             await self._beacon(view, receive, send)
             return
@@ -114,7 +118,11 @@ class Gateway:
         if "x-format" in headers:
             request_headers["accept"] = headers["x-format"]
         view = dataclasses.replace(
-            view, path=path, query=query, headers=request_headers, route=self._route(path)
+            view,
+            path=path,
+            query=query,
+            headers=request_headers,
+            route=self._route(path) if path else None,
         )
         failure = Failure(
             status=504 if status == 504 else 502,
