@@ -154,3 +154,27 @@ async def test_path_form_without_the_original_url_keeps_the_page_on_its_own_addr
     assert 'href=""' in page.text
     (event,) = served(app, recorder)
     assert event.route is None
+
+
+def test_serve_fails_with_a_sentence_on_a_busy_port_or_without_a_secret(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import socket
+
+    from click.testing import CliRunner
+
+    from gracefail.cli import main
+
+    monkeypatch.delenv("GRACEFAIL_SECRET", raising=False)
+    runner = CliRunner()
+    no_secret = runner.invoke(main, ["serve", "--port", "0"])
+    assert no_secret.exit_code == 2
+    assert "needs secret=" in no_secret.output
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        taken = runner.invoke(main, ["serve", "--port", str(port), "--secret", SECRET])
+    assert taken.exit_code == 1
+    assert f"cannot listen on 127.0.0.1:{port}: the port is already in use" in taken.output
+    assert "Traceback" not in taken.output
