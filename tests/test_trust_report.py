@@ -11,6 +11,7 @@ tests/recorders/test_trust_store_postgres.py).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from datetime import UTC, datetime
@@ -179,3 +180,42 @@ def test_an_outcome_stored_before_its_shown_counts_from_the_shown(
     assert data["user_minutes_lost"] == 0.0
     if outcome == "recovered":
         assert data["time_to_recovery_s"] == {"p50": 30.0, "p90": 30.0}
+
+
+def test_beacons_of_exported_static_pages_are_refused(tmp_path: Path) -> None:
+    """docs/gateway.md's choice: the exported pages have no server to sign a token, so
+    their beacons are refused rather than counted; anyone could send unsigned ones."""
+    from gracefail.export import export_pages
+    from tests.apps.common import ListRecorder
+
+    export_pages(Config(secret=SECRET, recorders=[]), tmp_path / "out")
+    page = (tmp_path / "out" / "502.html").read_bytes()
+    assert token_of(page) == ""
+    recorder = ListRecorder()
+    engine = Engine(Config(secret=SECRET, recorders=[recorder]))
+    for kind in ("shown", "recovered"):
+        beacon = {"token": token_of(page), "kind": kind, "attempt": 0, "elapsed_ms": 0,
+                  "locale": "en"}  # fmt: skip
+        assert post(engine, beacon) == 403
+    engine.flush()
+    assert recorder.events == []
+    engine.close()
+
+
+def test_the_report_stays_small_whatever_the_store_holds(tmp_path: Path) -> None:
+    """Routes are templates, and the report lists the top 50: a store with many cannot
+    make it large; only the rows around each percentile leave the database."""
+    from gracefail.report.queries import TOP_ROUTES
+
+    start = time.time() - 3600
+    events: list[Event] = []
+    for n in range(400):
+        failure = _failure(start + n, f"r{n}")
+        events.append(dataclasses.replace(failure, route=f"/r{n}/{{id}}"))
+        events.append(_page(start + n + 1, f"r{n}", "shown", 0, 100))
+        events.append(_page(start + n + 2, f"r{n}", "recovered", 1, 1_100 + n))
+    record(tmp_path / "s.db", events)
+    data = report(tmp_path / "s.db", start - 60, start + 3000)
+    assert data["failures"] == 400
+    assert len(data["by_route"]) == TOP_ROUTES
+    assert data["recovered"] == 400
