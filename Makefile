@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: demo test lint system-deps screenshots bench clean
+.PHONY: demo test lint fuzz system-deps screenshots bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -77,6 +77,10 @@ bench: $(VENV)/.installed-bench
 	  fi; \
 	fi
 	$(PY) -m benchmarks.run_all
+
+# Property-based fuzzing with many more examples than make test runs (tests/test_fuzz.py).
+fuzz: $(VENV)/.installed-test
+	GRACEFAIL_FUZZ_EXAMPLES=$${EXAMPLES:-5000} $(PY) -m pytest -q tests/test_fuzz.py
 
 lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check .
