@@ -178,3 +178,36 @@ def test_serve_fails_with_a_sentence_on_a_busy_port_or_without_a_secret(
     assert taken.exit_code == 1
     assert f"cannot listen on 127.0.0.1:{port}: the port is already in use" in taken.output
     assert "Traceback" not in taken.output
+
+
+def test_serve_reads_the_apps_own_configuration(tmp_path: Any) -> None:
+    """``gracefail serve --app``: the app's brand on the page and the app's secret on the
+    token, so nothing is typed twice and the app accepts the page's beacons."""
+    import sys
+
+    from tests.apps.common import free_port
+    from tests.conftest import start_server, stop
+
+    pytest.importorskip("starlette")
+    (tmp_path / "shop.py").write_text(
+        "from starlette.applications import Starlette\n"
+        "from gracefail.asgi import GracefailMiddleware\n"
+        f"app = GracefailMiddleware(Starlette(), secret={SECRET!r}, recorders=[],\n"
+        "                           brand={'name': 'Acme Shop'})\n"
+    )
+    port = free_port()
+    proc = start_server(
+        [sys.executable, "-m", "gracefail", "serve", "--app", "shop:app", "--port", str(port),
+         "--store", str(tmp_path / "gateway.sqlite3")],
+        port, cwd=tmp_path,
+    )  # fmt: skip
+    try:
+        page = httpx.get(f"http://127.0.0.1:{port}/", headers={**NAV, "x-code": "502"})
+    finally:
+        stop(proc)
+    assert page.status_code == 502
+    assert "Acme Shop" in page.text
+    config = json.loads(page.text.split('id="gf-config"', 1)[1].split(">", 1)[1].split("<", 1)[0])
+    from gracefail.tokens import TokenSigner
+
+    assert TokenSigner(SECRET, 3600).verify(config["token"]).status == 502

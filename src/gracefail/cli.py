@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import http.server
-import importlib
 import json
-import operator
-import os
 import sys
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,9 +14,9 @@ from typing import Any, TypeVar
 import click
 
 from ._version import __version__
+from .app_config import Loaded, config_source, load, page_options, with_page_options
 from .classify import Failure
 from .config import DEFAULT_STORE, LOCALES, Brand, Config, ConfigError
-from .core import Engine
 from .demo import run as demo_run
 from .recorders.target import parse_store
 from .render import PAGE_BUDGET, Renderer
@@ -168,152 +163,6 @@ def demo(framework: str, port: int) -> None:
             f"the {framework} demo needs {', '.join(missing)}: pip install {' '.join(install)}"
         )
     demo_run.run(framework, port, apps_dir=examples)
-
-
-# -- where a configuration comes from: the defaults, Django settings or an app -------------
-
-DEFAULTS = "the defaults and the environment (GRACEFAIL_SECRET, GRACEFAIL_DB)"
-
-
-@dataclass(frozen=True, slots=True)
-class Loaded:
-    """A configuration, where it came from, and the warnings loading it raised."""
-
-    config: Config
-    source: str
-    warnings: list[str]
-
-
-@contextlib.contextmanager
-def _importable_here() -> Iterator[None]:
-    """The working directory on ``sys.path`` while the user's modules are imported, as
-    ``python -m`` and ``manage.py`` would have it."""
-    here = os.getcwd()
-    added = here not in sys.path
-    if added:
-        sys.path.insert(0, here)
-    try:
-        yield
-    finally:
-        if added and here in sys.path:
-            sys.path.remove(here)
-
-
-def _django_config(module: str) -> Config:
-    try:
-        import django
-        from django.conf import settings
-        from django.core.exceptions import ImproperlyConfigured
-    except ImportError:
-        raise click.UsageError("--settings needs Django: pip install 'gracefail[django]'") from None
-    if settings.configured and getattr(settings, "SETTINGS_MODULE", None) != module:
-        raise click.UsageError(f"Django settings other than {module} are already configured")
-    os.environ["DJANGO_SETTINGS_MODULE"] = module
-    with _importable_here():
-        try:
-            django.setup()
-            from .django.conf import get_config
-
-            return get_config()
-        except (ImportError, ImproperlyConfigured) as exc:
-            raise click.ClickException(f"Django settings {module}: {exc}") from None
-
-
-def _import_object(spec: str) -> object:
-    """``module:attr``, or ``module:factory()`` to call an application factory."""
-    module_name, _, attr = spec.partition(":")
-    name = attr.removesuffix("()")
-    if not module_name or not name:
-        raise click.BadParameter(
-            f"{spec!r}: expected MODULE:ATTR such as shop.app:app", param_hint="--app"
-        )
-    with _importable_here():
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as exc:
-            raise click.ClickException(f"cannot import {module_name}: {exc}") from None
-        try:
-            found: object = operator.attrgetter(name)(module)
-        except AttributeError:
-            raise click.ClickException(f"{module_name} has no attribute {name!r}") from None
-        return found() if attr.endswith("()") and callable(found) else found
-
-
-def _find_engine(app: object) -> Engine | None:
-    """The engine of the first GracefailMiddleware (ASGI or WSGI) in ``app``'s stack."""
-    todo, seen = [app], set()
-    while todo:
-        layer = todo.pop(0)
-        if id(layer) in seen:
-            continue
-        seen.add(id(layer))
-        engine = getattr(layer, "engine", None)
-        if isinstance(engine, Engine):
-            return engine
-        stack = getattr(layer, "middleware_stack", None)
-        build = getattr(layer, "build_middleware_stack", None)
-        if stack is None and callable(build):
-            # Starlette and FastAPI build their middleware (add_middleware's) on the
-            # first request; building it here runs no request.
-            stack = build()
-        todo += [
-            inner
-            for inner in (stack, getattr(layer, "app", None), getattr(layer, "wsgi_app", None))
-            if inner is not None
-        ]
-    return None
-
-
-def _app_config(spec: str) -> Config:
-    app = _import_object(spec)
-    flask = sys.modules.get("flask")
-    if flask is not None and isinstance(app, flask.Flask):
-        from .flask import EXTENSION_KEY, Gracefail
-
-        if EXTENSION_KEY in app.extensions:
-            return Gracefail.engine(app).config
-    engine = _find_engine(app)  # an app.wsgi_app wrapped by hand is found here too
-    if engine is None:
-        raise click.ClickException(
-            f"{spec} has no GracefailMiddleware: expected a Flask app with Gracefail(app), "
-            "or an ASGI or WSGI app wrapped in (or adding) gracefail's middleware"
-        )
-    return engine.config
-
-
-def _load(settings: str | None, app: str | None) -> Loaded:
-    """The configuration ``--settings`` or ``--app`` names; else gracefail's defaults."""
-    if settings and app:
-        raise click.UsageError("give --settings or --app, not both")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            if settings:
-                config, source = _django_config(settings), f"Django settings {settings}"
-            elif app:
-                config, source = _app_config(app), f"the app {app}"
-            else:
-                config, source = Config(), DEFAULTS
-        except ConfigError as exc:
-            raise click.ClickException(str(exc)) from None
-    return Loaded(config, source, [str(warning.message) for warning in caught])
-
-
-def _config_source(command: F) -> F:
-    """``--settings`` and ``--app``: the options of the app's own configuration."""
-    command = click.option(
-        "--app",
-        metavar="MODULE:ATTR",
-        default=None,
-        help="A Flask app, or an ASGI/WSGI app with GracefailMiddleware, "
-        "such as shop.app:app (or shop.app:create_app()): use its configuration.",
-    )(command)
-    return click.option(
-        "--settings",
-        metavar="MODULE",
-        default=None,
-        help="A Django settings module, such as shop.settings: use its GRACEFAIL.",
-    )(command)
 
 
 # -- check ---------------------------------------------------------------------------------
@@ -472,7 +321,7 @@ def _check(loaded: Loaded) -> CheckResult:
 
 
 @main.command()
-@_config_source
+@config_source
 @click.option(
     "--template-dir",
     type=click.Path(file_okay=False, exists=True),
@@ -485,7 +334,7 @@ def check(settings: str | None, app: str | None, template_dir: str | None, as_js
 
     Without --settings or --app, checks gracefail's defaults (and the environment's).
     """
-    loaded = _load(settings, app)
+    loaded = load(settings, app)
     if template_dir is not None:
         config = loaded.config.replace(template_dir=template_dir)
         loaded = dataclasses.replace(loaded, config=config)
@@ -498,12 +347,8 @@ def check(settings: str | None, app: str | None, template_dir: str | None, as_js
 @main.command()
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Folder to write.")
 @click.option("--force", is_flag=True, help="Overwrite files that exist.")
-@_config_source
-@click.option("--template-dir", type=click.Path(file_okay=False, exists=True), default=None)
-@click.option("--brand", default=None, help="Brand name [default: the app's, else This site].")
-@click.option("--color", default=None, help="Accent colour [default: the app's, else #2563eb].")
-@click.option("--status-page", default=None, help="Status page URL [default: the app's].")
-@click.option("--retry-after", type=int, default=None, help="Seconds [default: the app's, else 5].")
+@config_source
+@page_options
 def export(
     out: str,
     force: bool,
@@ -522,25 +367,17 @@ def export(
     """
     from .export import ExportError, export_pages
 
-    loaded = _load(settings, app)
+    loaded = load(settings, app)
     for warning in loaded.warnings:
         click.echo(f"warning: {warning}", err=True)
-    base = loaded.config
-    changes: dict[str, Any] = {}
-    if brand is not None or color is not None:
-        changes["brand"] = dataclasses.replace(
-            base.brand, name=brand or base.brand.name, color=color or base.brand.color
-        )
-    if status_page is not None:
-        changes["status_page_url"] = status_page
-    if template_dir is not None:
-        changes["template_dir"] = template_dir
-    if retry_after is not None:
-        changes["retry"] = dataclasses.replace(base.retry, retry_after=retry_after)
-    try:
-        config = base.replace(**changes)
-    except ConfigError as exc:
-        raise click.UsageError(str(exc)) from None
+    config = with_page_options(
+        loaded.config,
+        template_dir=template_dir,
+        brand=brand,
+        color=color,
+        status_page=status_page,
+        retry_after=retry_after,
+    )
     try:
         result = export_pages(config, Path(out), force=force)
     except ExportError as exc:

@@ -16,7 +16,8 @@ from typing import Any
 
 import click
 
-from .config import Config, ConfigError, config_from
+from .app_config import config_source, load, page_options, with_page_options
+from .config import ConfigError, config_from
 from .recorders.target import mask_credentials
 
 __all__ = ["serve"]
@@ -56,11 +57,8 @@ def _check_port(host: str, port: int) -> None:
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True),
               default=None, help="TOML or JSON file of Config fields (and 'routes').")  # fmt: skip
 @click.option("--route", "routes", multiple=True, help="Route prefix to label failures with.")
-@click.option("--template-dir", type=click.Path(file_okay=False, exists=True), default=None)
-@click.option("--brand", default=None, help="Brand name on the page.")
-@click.option("--color", default=None, help="Brand accent colour.")
-@click.option("--status-page", default=None, help="Status page URL to link.")
-@click.option("--retry-after", type=int, default=None, help="Seconds before the first probe.")
+@config_source
+@page_options
 def serve(
     host: str,
     port: int,
@@ -68,13 +66,20 @@ def serve(
     secret: str | None,
     config_file: str | None,
     routes: tuple[str, ...],
+    settings: str | None,
+    app: str | None,
     template_dir: str | None,
     brand: str | None,
     color: str | None,
     status_page: str | None,
     retry_after: int | None,
 ) -> None:
-    """Answer a proxy's error sub-requests with gracefail's page while the app is down."""
+    """Answer a proxy's error sub-requests with gracefail's page while the app is down.
+
+    The configuration is the app's own with --settings or --app (its secret, store and
+    page), else gracefail's defaults and the environment; then --config's fields, then
+    the flags.
+    """
     try:
         import uvicorn
     except ImportError:
@@ -83,27 +88,30 @@ def serve(
         ) from None
     from .gateway import create_app
 
-    settings = _settings(config_file)
-    routes = tuple(settings.pop("routes", ())) + routes
-    flags: dict[str, Any] = {
-        "store": store,
-        "secret": secret,
-        "template_dir": template_dir,
-        "status_page_url": status_page,
-    }
-    settings.update({name: value for name, value in flags.items() if value is not None})
-    brand_options = dict(settings.pop("brand", {}) or {})
-    brand_options.update({k: v for k, v in (("name", brand), ("color", color)) if v is not None})
-    if brand_options:
-        settings["brand"] = brand_options
-    if retry_after is not None:
-        settings["retry"] = {**(settings.get("retry") or {}), "retry_after": retry_after}
+    loaded = load(settings, app)
+    for warning in loaded.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    file_options = _settings(config_file)
+    routes = tuple(file_options.pop("routes", ())) + routes
+    flags = {"store": store, "secret": secret}
+    file_options.update({name: value for name, value in flags.items() if value is not None})
     try:
-        config: Config = config_from(None, settings)
-        app = create_app(config, routes=routes)
+        base = config_from(loaded.config, file_options)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    config = with_page_options(
+        base,
+        template_dir=template_dir,
+        brand=brand,
+        color=color,
+        status_page=status_page,
+        retry_after=retry_after,
+    )
+    try:
+        gateway = create_app(config, routes=routes)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
     _check_port(host, port)
-    store = mask_credentials(config.store)
-    click.echo(f"gracefail serve: http://{host}:{port}/ store={store}", err=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning", lifespan="on")
+    shown = mask_credentials(config.store)
+    click.echo(f"gracefail serve: http://{host}:{port}/ store={shown} ({loaded.source})", err=True)
+    uvicorn.run(gateway, host=host, port=port, log_level="warning", lifespan="on")
