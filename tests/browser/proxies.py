@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from gracefail import Config
 from gracefail.export import export_pages
 from tests.apps.common import free_port
@@ -82,6 +84,28 @@ class Backends:
     def stop(self) -> None:
         self.stop_app()
         self.stop_gateway()
+
+
+def page_config(text: str) -> dict[str, Any]:
+    """The page's configuration block (token, beacon path, incident, ...)."""
+    config: dict[str, Any] = json.loads(
+        text.split('id="gf-config">', 1)[1].split("</script>", 1)[0]
+    )
+    return config
+
+
+def post_shown_beacon(base: str, page_text: str) -> tuple[httpx.Response, dict[str, Any]]:
+    """Send the page's ``shown`` beacon through the proxy at ``base``, as the page would."""
+    config = page_config(page_text)
+    beacon = {"token": config["token"], "kind": "shown", "attempt": 0, "elapsed_ms": 40,
+              "locale": "en"}  # fmt: skip
+    response = httpx.post(
+        f"{base}{config['beacon']}",
+        content=json.dumps(beacon).encode(),
+        headers={"content-type": "text/plain;charset=UTF-8", "sec-fetch-site": "same-origin",
+                 "origin": base},
+    )  # fmt: skip
+    return response, config
 
 
 class SilentApp:

@@ -5,7 +5,6 @@ errors become gracefail's page, from the gateway (recorded) or from the exported
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import subprocess
@@ -17,7 +16,13 @@ import httpx
 import pytest
 
 from tests.apps.common import free_port
-from tests.browser.proxies import GATEWAY_RETRY_AFTER, NAV, Backends, SilentApp
+from tests.browser.proxies import (
+    GATEWAY_RETRY_AFTER,
+    NAV,
+    Backends,
+    SilentApp,
+    post_shown_beacon,
+)
 from tests.browser.support import eventually
 from tests.conftest import ROOT, require_binary, start_server, stop
 from tests.integrations.test_haproxy import (
@@ -199,15 +204,9 @@ def test_a_timeout_is_a_502_in_apache(stack: Stack) -> None:
 
 
 def test_beacons_reach_the_gateway_while_the_app_is_down(stack: Stack) -> None:
-    config = page_config(httpx.get(f"{stack.base}/ok", headers=NAV).text)
-    beacon = {"token": config["token"], "kind": "shown", "attempt": 0, "elapsed_ms": 40,
-              "locale": "en"}  # fmt: skip
-    response = httpx.post(
-        f"{stack.base}{config['beacon']}",
-        content=json.dumps(beacon).encode(),
-        headers={"content-type": "text/plain;charset=UTF-8", "sec-fetch-site": "same-origin",
-                 "origin": stack.base},
-    )  # fmt: skip
+    response, config = post_shown_beacon(
+        stack.base, httpx.get(f"{stack.base}/ok", headers=NAV).text
+    )
     assert response.status_code == 204
     shown = eventually(
         lambda: page_events(stack.store, str(config["incident"])), what="shown beacon recorded"

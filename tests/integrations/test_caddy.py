@@ -4,7 +4,6 @@ answers when the gateway is down too. (The browser's recovery: tests/browser.)""
 
 from __future__ import annotations
 
-import json
 import re
 import sqlite3
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ from tests.browser.proxies import (
     caddy_validate,
     caddyfile,
     export_for_caddy,
+    post_shown_beacon,
 )
 from tests.browser.support import eventually
 
@@ -135,15 +135,7 @@ def test_a_form_post_gets_the_static_page_and_a_bodiless_one_the_gateway(stack: 
 def test_beacons_reach_the_gateway_while_the_app_is_down(stack: Stack) -> None:
     shown_before = stack.backends.report()["pages_shown"]
     page = httpx.get(f"{stack.base}/ok", headers=NAV)
-    config = json.loads(page.text.split('id="gf-config">', 1)[1].split("</script>", 1)[0])
-    beacon = {"token": config["token"], "kind": "shown", "attempt": 0, "elapsed_ms": 40,
-              "locale": "en"}  # fmt: skip
-    response = httpx.post(
-        f"{stack.base}{config['beacon']}",
-        content=json.dumps(beacon).encode(),
-        headers={"content-type": "text/plain;charset=UTF-8", "sec-fetch-site": "same-origin",
-                 "origin": stack.base},
-    )  # fmt: skip
+    response, _ = post_shown_beacon(stack.base, page.text)
     assert response.status_code == 204
     eventually(
         lambda: stack.backends.report()["pages_shown"] == shown_before + 1,

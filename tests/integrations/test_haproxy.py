@@ -5,7 +5,6 @@ recovery: tests/browser/test_browser_haproxy_apache.py.)"""
 
 from __future__ import annotations
 
-import json
 import socket
 import sqlite3
 import subprocess
@@ -31,6 +30,8 @@ from tests.browser.proxies import (
     SECRET,
     Backends,
     SilentApp,
+    page_config,
+    post_shown_beacon,
 )
 from tests.browser.support import eventually
 from tests.conftest import ROOT, require_binary, stop, wait_for_port
@@ -148,13 +149,6 @@ def until(
     return eventually(attempt, what=what)
 
 
-def page_config(text: str) -> dict[str, object]:
-    config: dict[str, object] = json.loads(
-        text.split('id="gf-config">', 1)[1].split("</script>", 1)[0]
-    )
-    return config
-
-
 def failures(store: Path, incident: str) -> list[sqlite3.Row]:
     """What the gateway recorded for ``incident`` (its recorder writes in batches)."""
     with sqlite3.connect(store) as db:
@@ -262,15 +256,7 @@ def test_a_post_reaches_the_gateway_with_its_method(stack: Stack) -> None:
 
 
 def test_beacons_reach_the_gateway_while_the_app_is_down(stack: Stack) -> None:
-    config = page_config(stack.from_gateway(headers=NAV).text)
-    beacon = {"token": config["token"], "kind": "shown", "attempt": 0, "elapsed_ms": 40,
-              "locale": "en"}  # fmt: skip
-    response = httpx.post(
-        f"{stack.base}{config['beacon']}",
-        content=json.dumps(beacon).encode(),
-        headers={"content-type": "text/plain;charset=UTF-8", "sec-fetch-site": "same-origin",
-                 "origin": stack.base},
-    )  # fmt: skip
+    response, config = post_shown_beacon(stack.base, stack.from_gateway(headers=NAV).text)
     assert response.status_code == 204
     shown = eventually(
         lambda: page_events(stack.store, str(config["incident"])), what="shown beacon recorded"
