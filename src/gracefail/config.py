@@ -21,6 +21,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
+from .locales import LocaleError, Wording, placeholders
+from .locales import load as load_wording
+
 if TYPE_CHECKING:
     from .recorders.base import Recorder
 
@@ -215,6 +218,87 @@ def _proxies(value: object) -> tuple[str, ...]:
     return tuple(networks)
 
 
+_ROUTE_KEY = re.compile(r"/[^\s?#*]*\*?")
+
+
+def _messages(value: object, template_dir: str | os.PathLike[str] | None) -> dict[str, Any]:
+    """``Config.messages`` checked against the keys and locales the page has; routes with a
+    leading slash (Django's have none), locales spelled as gracefail spells them."""
+    allowed = "expected a dict {route: {string key: text or {locale: text}}}"
+    if not isinstance(value, Mapping):
+        raise _fail("messages", value, allowed)
+    if not value:
+        return {}
+    try:
+        wording = load_wording(LOCALES, template_dir)
+    except LocaleError as exc:
+        raise ConfigError(str(exc)) from None
+    checked: dict[str, Any] = {}
+    for route, strings in value.items():
+        key = route if not isinstance(route, str) or route.startswith("/") else "/" + route
+        if not isinstance(route, str) or not _ROUTE_KEY.fullmatch(key):
+            raise _fail(
+                "messages",
+                route,
+                "routes are templates such as '/checkout' or '/orders/{id}', or prefixes "
+                "ending in '*' such as '/checkout/*'",
+            )
+        if key in checked:
+            raise _fail("messages", route, f"{key!r} is given twice")
+        if not isinstance(strings, Mapping):
+            raise _fail(f"messages[{route!r}]", strings, allowed)
+        checked[key] = {
+            name: _message(f"messages[{route!r}][{name!r}]", name, text, wording)
+            for name, text in strings.items()
+        }
+    return checked
+
+
+def _message(option: str, name: object, text: object, wording: Wording) -> str | dict[str, str]:
+    if not isinstance(name, str) or name not in wording.keys:
+        near = difflib.get_close_matches(str(name), sorted(wording.keys), n=1)
+        hint = f"did you mean {near[0]!r}? " if near else ""
+        raise _fail(
+            option.rpartition("[")[0],
+            name,
+            f"no such string; {hint}the page's strings are {', '.join(sorted(wording.keys))}",
+        )
+    english = wording.table["en"][name]
+    # {code} and {s} are filled by the page; {brand} may be used anywhere or not at all.
+    needed = placeholders(english) - {"{brand}"}
+    usable = needed | {"{brand}"}
+
+    def one(option: str, text: object) -> str:
+        if not isinstance(text, str) or not text.strip():
+            raise _fail(option, text, "expected a non-empty string (plain text, not HTML)")
+        found = placeholders(text)
+        if not needed <= found or not found <= usable:
+            must = f"it must contain {', '.join(sorted(needed))} and " if needed else "it "
+            raise _fail(
+                option,
+                text,
+                f"{must}may contain {', '.join(sorted(usable - needed))} and no other "
+                f"{{placeholder}} (the English is {english!r})",
+            )
+        return text
+
+    if isinstance(text, Mapping):
+        by_locale: dict[str, str] = {}
+        for locale, words in text.items():
+            name_of = wording.canonical(locale) if isinstance(locale, str) else None
+            if name_of is None:
+                raise _fail(
+                    f"{option}[{locale!r}]",
+                    words,
+                    f"expected locales of {', '.join(wording.names)}",
+                )
+            by_locale[name_of] = one(f"{option}[{locale!r}]", words)
+        if not by_locale:
+            raise _fail(option, text, "expected text, or a dict {locale: text} with an entry")
+        return by_locale
+    return one(option, text)
+
+
 def _secret_default() -> str | None:
     return os.environ.get("GRACEFAIL_SECRET") or None
 
@@ -248,6 +332,11 @@ class Config:
             Django and Flask adapters use ``SECRET_KEY``).
         template_dir: a folder whose ``page.html`` replaces the built-in template.
         default_locale: the page's language when ``Accept-Language`` matches none.
+        messages: the page's words for some routes: ``{route: {string key: text}}``,
+            the text one string or ``{locale: text}``. A route is a template
+            (``/orders/{id}``, ``/orders/<int:id>``) or a prefix ending in ``*``
+            (``/checkout/*``); the most specific match wins. Keys are the locales'
+            (``heading_unsafe``, ``next_unsafe``, ...; see docs/customising.md).
         exceptions: extra or overriding mappings from exception class (or its dotted
             path) to 502, 504, or ``None`` (not an upstream failure).
         replace_api_responses: also replace the app's own 502/504 for API clients.
@@ -281,6 +370,7 @@ class Config:
     secret: str | bytes | None = field(default_factory=_secret_default)
     template_dir: str | os.PathLike[str] | None = None
     default_locale: str = "en"
+    messages: Mapping[str, Mapping[str, str | Mapping[str, str]]] = field(default_factory=dict)
     exceptions: Mapping[type[BaseException] | str, int | None] = field(default_factory=dict)
     replace_api_responses: bool = False
     timeout: float | None = None
@@ -323,6 +413,7 @@ class Config:
             raise _fail(
                 "default_locale", self.default_locale, f"expected one of {', '.join(LOCALES)}"
             )
+        object.__setattr__(self, "messages", _messages(self.messages, self.template_dir))
         self._check_exceptions()
         for flag in ("replace_api_responses", "debug", "record_in_tests"):
             if not isinstance(getattr(self, flag), bool):

@@ -5,6 +5,10 @@ with placeholders where per-request values go; a request only splices its
 incident id, token and URL into the prepared text, each escaped for where it lands,
 and the sentence that says what happened, prepared for each kind of cause.
 
+``Config.messages`` gives some routes words of their own: each route's set of
+variants is rendered at start-up too, so a request only looks its path up (a dict,
+then a few compiled patterns) to pick the set it fills.
+
 The URL is echoed once, in the manual retry link, and only up to ``MAX_ECHOED_URL``
 characters: a client must not make the page grow with its request. The script needs
 no copy (it retries ``location``).
@@ -19,7 +23,7 @@ import html
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Final
@@ -29,10 +33,22 @@ import jinja2
 from markupsafe import Markup, escape
 
 from .classify import CONNECTION, Failure
-from .config import LOCALES, Config
+from .config import LOCALES, Config, ConfigError
+from .locales import LocaleError, Wording
+from .locales import load as load_wording
 from .negotiate import Kind
 
-__all__ = ["MAX_ECHOED_URL", "MINIMAL_PAGE", "PAGE_BUDGET", "PageBody", "Renderer", "what_happened"]
+__all__ = [
+    "MAX_ECHOED_URL",
+    "MINIMAL_PAGE",
+    "PAGE_BUDGET",
+    "PageBody",
+    "Renderer",
+    "ThemeError",
+    "Variants",
+    "script_ids",
+    "what_happened",
+]
 
 log = logging.getLogger("gracefail")
 
@@ -75,6 +91,31 @@ _SCRIPT_BLOCK: Final = re.compile(
     r"<script(?![^>]*application/json)[^>]*>(.*?)</script>", re.S | re.I
 )
 _STYLE_BLOCK: Final = re.compile(r"<style[^>]*>(.*?)</style>", re.S | re.I)
+_ELEMENT_ID: Final = re.compile(r"""\sid\s*=\s*["']?(gf-[A-Za-z0-9_-]+)""")
+# How recover.js looks its elements up; script_ids() reads them from the script itself,
+# so the check below never lags behind it.
+_SCRIPT_LOOKUP: Final = re.compile(
+    r"""(?:byId|getElementById)\(\s*["'](gf-[A-Za-z0-9_-]+)["']\s*\)"""
+    r"""|querySelector(?:All)?\(\s*["']#(gf-[A-Za-z0-9_-]+)["']\s*\)"""
+)
+# A route's parameters: Starlette's {name} / {name:path}, Flask's and Django's <name> /
+# <path:name>. A "path" parameter spans slashes; any other one segment.
+_ROUTE_PARAM: Final = re.compile(r"\{([^{}/]+)\}|<([^<>/]+)>")
+
+Key = tuple[int, str, bool]
+
+
+class ThemeError(ConfigError):
+    """A template renders but breaks what the page's script and CSP rely on.
+
+    Raised at start-up (and by ``gracefail check``), never answered with the built-in
+    page: the theme is the deployer's to fix, and the message names what it lacks.
+    """
+
+
+def script_ids(source: str) -> frozenset[str]:
+    """The ids of the elements the recovery script ``source`` looks up."""
+    return frozenset(a or b for a, b in _SCRIPT_LOOKUP.findall(source))
 
 
 class Slotted:
@@ -132,6 +173,68 @@ class PageBody:
 
     text: Slotted
     csp: str
+
+
+@dataclass(frozen=True, slots=True)
+class Variants:
+    """Every reply one set of strings gives: page, plain text and problem+json per
+    (status, locale, safe), and the sentence of each story per (story, locale)."""
+
+    pages: Mapping[Key, PageBody]
+    texts: Mapping[Key, Slotted]
+    problems: Mapping[Key, Slotted]
+    explanations: Mapping[tuple[str, str], Explanation]
+
+
+class Routes:
+    """``Config.messages``' routes, matched against a request's path.
+
+    Templates without parameters are one dict lookup; the others are compiled
+    patterns tried most specific first (templates before prefixes, longer before
+    shorter). A trailing slash does not matter.
+    """
+
+    __slots__ = ("_exact", "_patterns")
+
+    def __init__(self, routes: Iterable[tuple[str, Variants]]):
+        self._exact: dict[str, Variants] = {}
+        ranked: list[tuple[tuple[bool, int], re.Pattern[str], Variants]] = []
+        for route, variants in routes:
+            prefix = route.endswith("*")
+            base = route.removesuffix("*")
+            base = base.rstrip("/") if base != "/" or prefix else base
+            if not prefix and not _ROUTE_PARAM.search(base):
+                self._exact[base] = variants
+                continue
+            pattern, literal = [], 0
+            last = 0
+            for match in _ROUTE_PARAM.finditer(base):
+                text = base[last : match.start()]
+                pattern.append(re.escape(text))
+                literal += len(text)
+                name = match[1] or match[2]
+                spans = name.endswith(":path") or name.startswith("path:")
+                pattern.append(".+" if spans else "[^/]+")
+                last = match.end()
+            pattern.append(re.escape(base[last:]))
+            literal += len(base) - last
+            tail = "(?:/.*)?" if prefix else "/?"
+            ranked.append(((prefix, -literal), re.compile("".join(pattern) + tail), variants))
+        ranked.sort(key=lambda entry: entry[0])
+        self._patterns = [(pattern, variants) for _, pattern, variants in ranked]
+
+    def match(self, url: str) -> Variants | None:
+        """The variants for the path of ``url`` (a path and query), or None."""
+        path = url.partition("?")[0]
+        if len(path) > 1:
+            path = path.rstrip("/") or "/"
+        found = self._exact.get(path)
+        if found is not None:
+            return found
+        for pattern, variants in self._patterns:
+            if pattern.fullmatch(path):
+                return variants
+        return None
 
 
 def escape_json_string(value: str) -> str:
@@ -198,13 +301,17 @@ def _origin(url: str | None) -> str | None:
 
 def load_locales() -> dict[str, dict[str, str]]:
     """Every shipped locale's strings, English filling any gap."""
-    folder = resources.files("gracefail") / "locales"
-    english: dict[str, str] = json.loads((folder / "en.json").read_text("utf-8"))
-    table: dict[str, dict[str, str]] = {}
-    for name in LOCALES:
-        strings = json.loads((folder / f"{name}.json").read_text("utf-8"))
-        table[name] = {**english, **strings}
-    return table
+    return {name: dict(strings) for name, strings in load_wording(LOCALES, None).table.items()}
+
+
+def _overrides_for(overrides: Mapping[str, str | Mapping[str, str]], locale: str) -> dict[str, str]:
+    """A route's words in one locale: plain text is every locale's, a dict gives some."""
+    found: dict[str, str] = {}
+    for key, text in overrides.items():
+        words = text if isinstance(text, str) else text.get(locale)
+        if words is not None:
+            found[key] = words
+    return found
 
 
 def _asset(name: str) -> str:
@@ -212,30 +319,44 @@ def _asset(name: str) -> str:
 
 
 class Renderer:
-    """Prepares every reply variant for one Config and fills them per request."""
+    """Prepares every reply variant for one Config and fills them per request.
+
+    ``pages`` are the variants of the page without ``Config.messages``; ``routes`` the
+    route-specific sets, by route as ``Config.messages`` names them.
+    """
 
     def __init__(self, config: Config, *, strict: bool = False):
         self.config = config
         self.strict = strict
-        self.locales = load_locales()
+        try:
+            self.wording: Wording = load_wording(LOCALES, config.template_dir)
+        except LocaleError as exc:
+            raise ConfigError(str(exc)) from None
+        self.locale_names = self.wording.names
+        self.locales: Mapping[str, Mapping[str, str]] = self.wording.table
         self.css = _compact_css(f":root{{--gf-accent:{config.brand.color}}}\n" + _asset("page.css"))
-        self.js = _minify_js(_asset("recover.js"))
+        script = _asset("recover.js")
+        self.js = _minify_js(script)
+        self.script_ids = script_ids(script)
         self._connect_src = " ".join(filter(None, ["'self'", _origin(config.status_api_url)]))
-        self.pages: dict[tuple[int, str, bool], PageBody] = {}
-        self._texts: dict[tuple[int, str, bool], Slotted] = {}
-        self._problems: dict[tuple[int, str, bool], Slotted] = {}
-        self._explanations = {
-            (story, locale): self._explanation(story, locale)
-            for stories in STORIES.values()
-            for story in stories
-            for locale in LOCALES
-        }
+        self.template_name = "the built-in page"
+        self.default: Variants
+        self.routes: dict[str, Variants] = {}
+        self._routes: Routes | None = None
         self._prepare()
+
+    @property
+    def pages(self) -> Mapping[Key, PageBody]:
+        """The page's variants for requests no ``Config.messages`` route matches."""
+        return self.default.pages
 
     # -- start-up -----------------------------------------------------------
 
     def _environment(self, user: bool) -> jinja2.Environment:
-        loaders: list[jinja2.BaseLoader] = [jinja2.PackageLoader("gracefail", "templates")]
+        built_in = jinja2.PackageLoader("gracefail", "templates")
+        # "gracefail/base.html" is the name themes extend, the same in a template_dir and
+        # in Django's or Flask's template folders (whose gracefail/ folder is template_dir).
+        loaders: list[jinja2.BaseLoader] = [jinja2.PrefixLoader({"gracefail": built_in}), built_in]
         if user and self.config.template_dir is not None:
             loaders.insert(0, jinja2.FileSystemLoader(str(self.config.template_dir)))
         return jinja2.Environment(
@@ -246,10 +367,11 @@ class Renderer:
         )
 
     def _prepare(self) -> None:
-        variants = [(s, loc, safe) for s in REASONS for loc in LOCALES for safe in (True, False)]
         try:
             template = self._environment(user=True).get_template("page.html")
-            pages = {v: self._page(template, *v) for v in variants}
+            self._render_all(template)
+        except ConfigError:
+            raise  # the theme breaks the page's contract, or a route's words do not fit
         except Exception:
             if self.config.template_dir is None or self.strict:
                 raise
@@ -258,27 +380,70 @@ class Renderer:
                 self.config.template_dir,
             )
             template = self._environment(user=False).get_template("page.html")
-            pages = {v: self._page(template, *v) for v in variants}
-        self.pages = pages
-        for status in REASONS:
-            for locale in LOCALES:
+            self._render_all(template)
+
+    def _render_all(self, template: jinja2.Template) -> None:
+        self.template_name = template.filename or template.name or "page.html"
+        self.default = self._variants(template, self.locales, None)
+        self.routes = {}
+        for route, overrides in self.config.messages.items():
+            strings = {
+                locale: {**table, **_overrides_for(overrides, locale)}
+                for locale, table in self.locales.items()
+            }
+            self.routes[route] = self._variants(template, strings, route)
+        self._routes = Routes(self.routes.items()) if self.routes else None
+
+    def _variants(
+        self,
+        template: jinja2.Template,
+        table: Mapping[str, Mapping[str, str]],
+        route: str | None,
+    ) -> Variants:
+        brand = self.config.brand.name
+        strings = {
+            locale: {key: text.replace("{brand}", brand) for key, text in words.items()}
+            for locale, words in table.items()
+        }
+        explanations = {
+            (story, locale): self._explanation(strings[locale][f"explain_{story}"])
+            for stories in STORIES.values()
+            for story in stories
+            for locale in self.locale_names
+        }
+        default = self.default if route is not None else None
+        pages: dict[Key, PageBody] = {}
+        texts: dict[Key, Slotted] = {}
+        problems: dict[Key, Slotted] = {}
+        for locale in self.locale_names:
+            if default is not None and table[locale] == self.locales[locale]:
+                # The route says nothing new in this locale: share the default's variants.
+                for key in default.pages:
+                    if key[1] == locale:
+                        pages[key], texts[key] = default.pages[key], default.texts[key]
+                        problems[key] = default.problems[key]
+                continue
+            for status in REASONS:
                 for safe in (True, False):
                     key = (status, locale, safe)
-                    self._texts[key] = Slotted(self._text(status, locale, safe))
-                    self._problems[key] = Slotted(self._problem(status, locale, safe))
+                    pages[key] = self._page(template, key, strings[locale], explanations, route)
+                    texts[key] = Slotted(self._text(status, strings[locale], safe))
+                    problems[key] = Slotted(self._problem(status, strings[locale], safe))
+        return Variants(pages, texts, problems, explanations)
 
-    def _explanation(self, story: str, locale: str) -> Explanation:
-        sentence = self.locales[locale][f"explain_{story}"].replace(
-            "{brand}", self.config.brand.name
-        )
+    def _explanation(self, sentence: str) -> Explanation:
         return Explanation(
             html=str(escape(sentence)), json=escape_json_string(sentence), text=sentence
         )
 
-    def script_config(self, status: int, locale: str, safe: bool) -> dict[str, Any]:
+    def script_config(
+        self, status: int, locale: str, safe: bool, strings: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
         """The JSON the page's script reads (placeholders where per-request values go)."""
         config = self.config
-        strings = self.locales[locale]
+        if strings is None:
+            brand = config.brand.name
+            strings = {k: v.replace("{brand}", brand) for k, v in self.locales[locale].items()}
         return {
             "status": status,
             "safe": safe,
@@ -294,20 +459,31 @@ class Renderer:
             "t": {key: value for key, value in strings.items() if key.startswith("js_")},
         }
 
-    def _page(self, template: jinja2.Template, status: int, locale: str, safe: bool) -> PageBody:
+    def _page(
+        self,
+        template: jinja2.Template,
+        key: Key,
+        strings: Mapping[str, str],
+        explanations: Mapping[tuple[str, str], Explanation],
+        route: str | None,
+    ) -> PageBody:
+        status, locale, safe = key
         config = self.config
         config_json = _script_safe(
             json.dumps(
-                self.script_config(status, locale, safe), ensure_ascii=False, separators=(",", ":")
+                self.script_config(status, locale, safe, strings),
+                ensure_ascii=False,
+                separators=(",", ":"),
             )
         )
         text = template.render(
             lang=locale,
-            t=self.locales[locale],
+            t=strings,
             status=status,
             safe=safe,
             brand=config.brand,
             status_page_url=config.status_page_url,
+            status_api_url=config.status_api_url,
             incident=_INCIDENT,
             explain=Markup(_EXPLAIN),  # noqa: S704 - placeholder, filled with escaped text
             # After a failed POST the link leads to the site, never back into the form's
@@ -323,17 +499,28 @@ class Renderer:
         scripts = _SCRIPT_BLOCK.findall(text)
         styles = _STYLE_BLOCK.findall(text)
         if any(_SLOT.search(block) for block in [*scripts, *styles]):
-            raise ValueError("page.html puts a per-request value inside a <script> or <style>")
+            raise ThemeError(
+                f"gracefail: {self.template_name} puts a per-request value (incident, "
+                "retry_url, explain, debug_detail) inside a <script> or <style>: its CSP hash "
+                "would change with every request; output them in the page's HTML"
+            )
+        if self.js in scripts:
+            self._check_elements(text)
         # Measured with the longest sentence this status can carry: it must fit with any.
         longest = max(
-            (self._explanations[story, locale].html for story in STORIES[status]),
+            (explanations[story, locale].html for story in STORIES[status]),
             key=lambda sentence: len(sentence.encode()),
         )
         size = len(text.replace(_EXPLAIN, longest).encode())
         if size > PAGE_BUDGET:
-            log.warning(
-                "gracefail: the %s/%s page is %d bytes, over the 16 KB budget", status, locale, size
+            where = f"messages[{route!r}] make the" if route is not None else "the"
+            message = (
+                f"gracefail: {where} {status}/{locale}/{'GET' if safe else 'POST'} page "
+                f"{size:,} bytes, over the 16 KB budget"
             )
+            if route is not None and self.strict:
+                raise ConfigError(message + "; shorten the route's words")
+            log.warning("%s", message)
         csp = "; ".join(
             [
                 "default-src 'none'",
@@ -348,16 +535,31 @@ class Renderer:
         )
         return PageBody(text=Slotted(text), csp=csp)
 
-    def _after(self, locale: str, safe: bool) -> str:
-        # Scripts and terminals do not retry by themselves: tell them what to do.
-        strings = self.locales[locale]
-        return strings["tip_wait" if safe else "next_unsafe"].replace(
-            "{brand}", self.config.brand.name
-        )
+    def _check_elements(self, text: str) -> None:
+        """A page that runs the recovery script carries every element it drives, once."""
+        found = _ELEMENT_ID.findall(text)
+        missing = sorted(self.script_ids - set(found))
+        twice = sorted({name for name in found if found.count(name) > 1})
+        if missing:
+            listed = ", ".join(f'id="{name}"' for name in missing)
+            raise ThemeError(
+                f"gracefail: {self.template_name} runs the recovery script but lacks the "
+                f"element{'s' if len(missing) > 1 else ''} it drives: {listed}. Keep "
+                "{% block panel %} of gracefail/base.html (or copy its elements)"
+            )
+        if twice:
+            raise ThemeError(
+                f"gracefail: {self.template_name} has more than one element with "
+                + ", ".join(f'id="{name}"' for name in twice)
+                + ": the recovery script drives only the first"
+            )
 
-    def _text(self, status: int, locale: str, safe: bool) -> str:
-        strings = self.locales[locale]
-        lines = [f"{status} {strings[f'title_{status}']}", "", _EXPLAIN, self._after(locale, safe)]
+    def _after(self, strings: Mapping[str, str], safe: bool) -> str:
+        # Scripts and terminals do not retry by themselves: tell them what to do.
+        return strings["tip_wait" if safe else "next_unsafe"]
+
+    def _text(self, status: int, strings: Mapping[str, str], safe: bool) -> str:
+        lines = [f"{status} {strings[f'title_{status}']}", "", _EXPLAIN, self._after(strings, safe)]
         if self.config.status_page_url:
             lines.append(f"Status: {self.config.status_page_url}")
         lines.append(f"Incident: {_INCIDENT}")
@@ -365,13 +567,12 @@ class Renderer:
             lines.append(f"Detail: {_DETAIL}")
         return "\n".join(lines) + "\n"
 
-    def _problem(self, status: int, locale: str, safe: bool) -> str:
-        strings = self.locales[locale]
+    def _problem(self, status: int, strings: Mapping[str, str], safe: bool) -> str:
         body: dict[str, Any] = {
             "type": "about:blank",
             "title": REASONS[status],
             "status": status,
-            "detail": f"{_EXPLAIN} {self._after(locale, safe)}",
+            "detail": f"{_EXPLAIN} {self._after(strings, safe)}",
             "instance": f"urn:gracefail:incident:{_INCIDENT}",
             "incident": _INCIDENT,
             "retry_after": self.config.retry.retry_after,
@@ -400,9 +601,12 @@ class Renderer:
         if self.config.debug:
             detail = " ".join(filter(None, [failure.error_type, failure.upstream, failure.detail]))
         status = failure.status
-        explanation = self._explanations[what_happened(failure), locale]
+        variants = self.default
+        if self._routes is not None:
+            variants = self._routes.match(url) or variants
+        explanation = variants.explanations[what_happened(failure), locale]
         if kind == "html":
-            page = self.pages[status, locale, safe]
+            page = variants.pages[status, locale, safe]
             link = html.escape(url[: MAX_ECHOED_URL + 1])
             values = {
                 _EXPLAIN: explanation.html,
@@ -418,12 +622,12 @@ class Renderer:
                 _INCIDENT: incident,
                 _DETAIL: escape_json_string(detail),
             }
-            body = self._problems[status, locale, safe].fill_bytes(values)
+            body = variants.problems[status, locale, safe].fill_bytes(values)
             return body, "application/problem+json", None
         values = {
             _EXPLAIN: explanation.text,
             _INCIDENT: incident,
             _DETAIL: detail.replace("\n", " "),
         }
-        body = self._texts[status, locale, safe].fill_bytes(values)
+        body = variants.texts[status, locale, safe].fill_bytes(values)
         return body, "text/plain; charset=utf-8", None
