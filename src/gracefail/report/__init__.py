@@ -18,10 +18,16 @@ Definitions (UTC throughout):
 * ``user_minutes_lost``: over page views, the page's time from ``shown`` (or its
   first beacon) to its outcome (or its last beacon, if none came).
 * Route templates are compared with a leading slash (``prices/`` is ``/prices/``).
+* An *episode* is a run of failures with no quiet gap longer than ``episode_gap``
+  minutes (default 5); a *spike* is a bucket whose failures stand far above the
+  median of the buckets before it (:mod:`.spikes`); ``compare="previous"`` puts the
+  same length of time just before the window beside it.
 
 The modules: ``reader`` opens a store read-only, ``window`` parses ``--since``
-and ``--until``, ``queries`` runs the SQL into the dataclasses of ``model``,
-``text`` and ``html`` render, ``options`` is what the three report commands share.
+and ``--until``, ``queries`` runs the SQL (with ``sql``, ``episodes`` and
+``spikes``) into the dataclasses of ``model``, ``compare`` picks the other window,
+``text`` and ``html`` render, ``options`` is what the three report commands share,
+``web`` what the Django admin view and the Flask blueprint share.
 
 Example::
 
@@ -37,33 +43,52 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Final
 
+from .compare import COMPARES, check_compare
+from .episodes import parse_gap
 from .errors import EmptyStore, ReportError
 from .html import render_html
 from .model import (
     SOURCES,
+    Comparison,
+    Episode,
     HistogramBin,
+    MetricChange,
     Outcomes,
     PeriodRow,
+    PeriodSummary,
     Report,
+    RouteCount,
     RouteRow,
+    SpikeBucket,
+    Spikes,
     TimeToRecovery,
     Window,
 )
 from .queries import build_report
 from .reader import Store, open_store
+from .spikes import SpikeSettings
 from .text import render_csv, render_table
 from .window import parse_since, parse_until, parse_window
 
 __all__ = [
+    "COMPARES",
     "FORMATS",
     "SOURCES",
+    "Comparison",
     "EmptyStore",
+    "Episode",
     "HistogramBin",
+    "MetricChange",
     "Outcomes",
     "PeriodRow",
+    "PeriodSummary",
     "Report",
     "ReportError",
+    "RouteCount",
     "RouteRow",
+    "SpikeBucket",
+    "SpikeSettings",
+    "Spikes",
     "TimeToRecovery",
     "Window",
     "build_report",
@@ -103,12 +128,24 @@ def load_report(
     since: str | None = None,
     until: str | None = None,
     route: str | None = None,
+    compare: str | None = None,
+    episode_gap: str | float | None = None,
     now: datetime | None = None,
+    spike_settings: SpikeSettings | None = None,
 ) -> Report:
-    """Read ``store`` (a path or URL, as ``Config.store``) over the window the options give."""
+    """Read ``store`` (a path or URL, as ``Config.store``) over the window the options give.
+
+    ``compare``: ``"previous"`` adds the comparison with the window just before;
+    ``episode_gap``: the quiet minutes that end an outage episode (default 5).
+    """
     window = parse_window(since, until, now)
+    against = check_compare(compare)
+    gap = parse_gap(episode_gap)
     with open_store(store) as reader:
-        return build_report(reader, window, route)
+        return build_report(
+            reader, window, route, episode_gap_s=gap, compare=against,
+            spike_settings=spike_settings,
+        )  # fmt: skip
 
 
 def generate(
@@ -118,8 +155,16 @@ def generate(
     until: str | None = None,
     route: str | None = None,
     fmt: str = "table",
+    compare: str | None = None,
+    episode_gap: str | float | None = None,
     now: datetime | None = None,
 ) -> str:
     """Read ``store`` and render its report in ``fmt``: what ``gracefail report`` prints."""
     _check_format(fmt)  # before reading the store
-    return render(load_report(store, since=since, until=until, route=route, now=now), fmt)
+    check_compare(compare)
+    parse_gap(episode_gap)
+    report = load_report(
+        store, since=since, until=until, route=route, compare=compare,
+        episode_gap=episode_gap, now=now,
+    )  # fmt: skip
+    return render(report, fmt)
