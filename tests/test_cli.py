@@ -72,7 +72,7 @@ def test_check_json_is_for_machines(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_check_fails_for_pages_over_budget(tmp_path: Path) -> None:
-    built_in = Path(gracefail.__file__).parent / "templates" / "page.html"
+    built_in = Path(gracefail.__file__).parent / "templates" / "base.html"  # a whole page
     page = built_in.read_text(encoding="utf-8").replace("</body>", f"<p>{'x' * 6000}</p></body>")
     (tmp_path / "page.html").write_text(page, encoding="utf-8")
     result = CliRunner().invoke(main, ["check", "--template-dir", str(tmp_path)])

@@ -190,6 +190,10 @@ class CheckResult:
     secret: bool
     warnings: list[str]
     budget: int = PAGE_BUDGET
+    # Per locale, the strings no locale file gives (English is shown): a language a theme
+    # adds without every key, or a key a theme adds without every language.
+    missing_keys: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    locale_files: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def over_budget(self) -> list[PageSize]:
@@ -208,6 +212,7 @@ class CheckResult:
             "recorders": self.recorders,
             "secret": self.secret,
             "warnings": self.warnings,
+            "missing_keys": self.missing_keys,
         }
 
     def summary(self) -> str:
@@ -216,7 +221,7 @@ class CheckResult:
         by_key = {(page.locale, page.status, page.method): page.size for page in self.pages}
         head = "  ".join(f"{status} {method}".rjust(8) for status, method in columns)
         rows = [f"    {'locale':<8}{head}"]
-        for locale in sorted({page.locale for page in self.pages}, key=LOCALES.index):
+        for locale in sorted({page.locale for page in self.pages}, key=_locale_order):
             cells = "  ".join(f"{by_key.get((locale, *column), 0):>8,}" for column in columns)
             rows.append(f"    {locale:<8}{cells}")
         recorders = (
@@ -233,6 +238,12 @@ class CheckResult:
             f"  store     {recorders}",
             f"  secret    {'set' if self.secret else 'not set'}",
         ]
+        for locale, keys in self.missing_keys.items():
+            where = self.locale_files.get(locale, f"no locales/{locale}.json")
+            lines.append(
+                f"  missing   {locale} ({where}) lacks {len(keys)} string"
+                f"{'s' if len(keys) > 1 else ''}, shown in English: {', '.join(keys)}"
+            )
         if self.warnings:
             lines += ["warnings:", *(f"  - {warning}" for warning in self.warnings)]
         over = self.over_budget
@@ -279,15 +290,22 @@ def _config_warnings(config: Config) -> list[str]:
     return found
 
 
-def _variant_order(item: tuple[tuple[int, str, bool], object]) -> tuple[int, int, bool]:
+def _locale_order(locale: str) -> tuple[int, str]:
+    # The shipped locales first, in their order; then those a theme adds.
+    return (LOCALES.index(locale) if locale in LOCALES else len(LOCALES), locale)
+
+
+def _variant_order(item: tuple[tuple[int, str, bool], object]) -> tuple[int, tuple[int, str], bool]:
     (status, locale, safe), _ = item
-    return status, LOCALES.index(locale), not safe
+    return status, _locale_order(locale), not safe
 
 
 def _check(loaded: Loaded) -> CheckResult:
     config = loaded.config
     try:
         renderer = Renderer(config, strict=True)
+    except ConfigError as exc:  # names what to fix: an element, a locale file's line, a route
+        raise click.ClickException(str(exc).removeprefix("gracefail: ")) from exc
     except Exception as exc:
         raise click.ClickException(f"the template does not render: {exc!r}") from exc
     pages = [
@@ -317,6 +335,8 @@ def _check(loaded: Loaded) -> CheckResult:
         recorders=recorders,
         secret=config.secret is not None,
         warnings=loaded.warnings + _config_warnings(config),
+        missing_keys={locale: list(keys) for locale, keys in renderer.wording.missing.items()},
+        locale_files=dict(renderer.wording.sources),
     )
 
 
@@ -336,7 +356,10 @@ def check(settings: str | None, app: str | None, template_dir: str | None, as_js
     """
     loaded = load(settings, app)
     if template_dir is not None:
-        config = loaded.config.replace(template_dir=template_dir)
+        try:
+            config = loaded.config.replace(template_dir=template_dir)
+        except ConfigError as exc:  # Config.messages checked against the folder's locales
+            raise click.ClickException(str(exc).removeprefix("gracefail: ")) from exc
         loaded = dataclasses.replace(loaded, config=config)
     result = _check(loaded)
     click.echo(json.dumps(result.to_json(), indent=2) if as_json else result.summary())
