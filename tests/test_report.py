@@ -232,7 +232,9 @@ def test_html_is_self_contained(tmp_path: Path, store: Path) -> None:
     page = out.read_text()
     parser = _Collector()
     parser.feed(page)
-    assert parser.tags.count("svg") == 3, "failures over time, time to recovery, top routes"
+    assert parser.tags.count("svg") == 4, (
+        "failures over time, the episodes' timeline, time to recovery, top routes"
+    )
     assert "script" not in parser.tags
     assert parser.urls == []
     assert "<script>alert(1)" not in page

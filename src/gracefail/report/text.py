@@ -5,10 +5,32 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Mapping
+from typing import Any, Final, Literal
 
-from .model import PeriodRow, Report, iso
+from .model import Comparison, MetricChange, PeriodRow, Report, iso
 
-__all__ = ["percent", "render_csv", "render_table", "seconds"]
+__all__ = [
+    "baseline_span",
+    "change_text",
+    "metric_label",
+    "percent",
+    "render_csv",
+    "render_table",
+    "seconds",
+    "spike_resolution",
+]
+
+_METRIC_LABELS: Final = {
+    "failures": "Failures",
+    "pages_shown": "Pages shown",
+    "recovery_rate": "Recovery rate",
+    "abandonment_rate": "Abandonment rate",
+    "time_to_recovery_p50_s": "Time to recovery p50",
+    "time_to_recovery_p90_s": "Time to recovery p90",
+    "user_minutes_lost": "User-minutes lost",
+}
+_RATES: Final = frozenset(("recovery_rate", "abandonment_rate"))
+_DURATIONS: Final = frozenset(("time_to_recovery_p50_s", "time_to_recovery_p90_s"))
 
 
 def percent(value: float) -> str:
@@ -21,6 +43,67 @@ def seconds(value: float | None) -> str:
     if value is None:
         return "-"
     return f"{value:.1f} s" if value < 120 else f"{value / 60:.1f} min"
+
+
+def spike_resolution(bucket_s: int) -> str:
+    """A spike bucket's length in words: ``5 minutes``, ``hour``, ``day``."""
+    if bucket_s == 86400:
+        return "day"
+    if bucket_s == 3600:
+        return "hour"
+    return f"{bucket_s // 60} minutes" if bucket_s >= 60 else f"{bucket_s} seconds"
+
+
+def baseline_span(bucket_s: int, buckets: int) -> str:
+    """How far back a spike baseline reaches, in words: ``2 hours``, ``1 day``."""
+    total = bucket_s * buckets
+    for size, name in ((86400, "day"), (3600, "hour"), (60, "minute")):
+        if total % size == 0:
+            count = total // size
+            return f"{count} {name}{'s' if count != 1 else ''}"
+    return f"{total} seconds"
+
+
+def metric_label(name: str) -> str:
+    """A compared number's name for people."""
+    return _METRIC_LABELS.get(name, name)
+
+
+def _value(name: str, value: float | int | None) -> str:
+    if value is None:
+        return "-"
+    if name in _RATES:
+        return percent(float(value))
+    if name in _DURATIONS:
+        return seconds(float(value))
+    if name == "user_minutes_lost":
+        return f"{value:.1f}"
+    return str(value)
+
+
+def change_text(
+    change: MetricChange, which: Literal["current", "previous", "change"] = "change"
+) -> str:
+    """One cell of a comparison: this window's value, the previous one's, or the change
+    (``+6 (+600%)``; rates in percentage points; ``-`` when there is none)."""
+    if which == "current":
+        return _value(change.name, change.current)
+    if which == "previous":
+        return _value(change.name, change.previous)
+    delta = change.change
+    if delta is None:
+        return "-"
+    if change.name in _RATES:
+        return f"{delta * 100:+.1f} pts"
+    if change.name in _DURATIONS:
+        text = f"{delta:+.1f} s"
+    elif change.name == "user_minutes_lost":
+        text = f"{delta:+.1f}"
+    else:
+        text = f"{delta:+d}" if isinstance(delta, int) else f"{delta:+g}"
+    if change.ratio is not None:
+        text += f" ({change.ratio * 100:+.0f}%)"
+    return text
 
 
 def _active_sources(report: Report) -> list[str]:
@@ -45,6 +128,8 @@ def render_table(report: Report, width: int = 40) -> str:
     out.append("")
     if report.empty:
         out.append("No failures and no page reports in this window.")
+        if report.comparison is not None:
+            out += _comparison_lines(report.comparison)
         return "\n".join(out) + "\n"
     views = report.outcomes
     ttr = views.time_to_recovery
@@ -60,8 +145,13 @@ def render_table(report: Report, width: int = 40) -> str:
         ("Time to recovery", f"p50 {seconds(ttr.p50)}, p90 {seconds(ttr.p90)}"),
         ("User-minutes lost", f"{report.user_minutes_lost:.1f}"),
         ("Duplicate outcomes", str(report.duplicate_outcomes)),
+        ("Outage episodes", str(report.episodes_total)),
     ]
     out += [f"{name:<20}{value}" for name, value in rows]
+    if report.comparison is not None:
+        out += _comparison_lines(report.comparison)
+    out += _episode_lines(report)
+    out += _spike_lines(report)
     active = _active_sources(report)
     if len(active) > 1:
         out += ["", f"{'Source':<12}{'failures':>10}{'shown':>8}{'recovered':>11}"
@@ -87,6 +177,65 @@ def render_table(report: Report, width: int = 40) -> str:
             bar = "#" * max(1, round(point.failures / top * width))
             out.append(f"{iso(point.start)[:16]:<18}{bar} {point.failures}")
     return "\n".join(out) + "\n"
+
+
+def _comparison_lines(comparison: Comparison) -> list[str]:
+    window = comparison.previous.window.as_dict()
+    out = ["", f"Compared with the previous window ({window['since']} .. {window['until']})"]
+    if comparison.note:
+        out.append(comparison.note)
+    out.append(f"{'':<24}{'this window':>14}{'previous':>14}  change")
+    for change in comparison.changes:
+        out.append(
+            f"{metric_label(change.name):<24}{change_text(change, 'current'):>14}"
+            f"{change_text(change, 'previous'):>14}  {change_text(change)}"
+            + (f"  ({change.trend})" if change.trend in ("better", "worse") else "")
+        )
+    return out
+
+
+def _episode_lines(report: Report, shown: int = 15) -> list[str]:
+    if not report.episodes:
+        return []
+    gap = f"{report.episode_gap_s / 60:g}"
+    out = [
+        "",
+        f"Outage episodes (newest first; a quiet gap of {gap} min ends one)",
+        f"{'Started (UTC)':<18}{'lasted':>10}  {'source':<9}{'failures':>9}{'shown':>7}"
+        f"{'recovered':>10}{'abandoned':>10}{'ttr p50':>10}{'lost min':>9}  top route",
+    ]
+    for e in report.episodes[:shown]:
+        o = e.outcomes
+        top = e.top_routes[0].route if e.top_routes else "-"
+        out.append(
+            f"{iso(e.start)[:16]:<18}{seconds(e.duration_s):>10}  {e.source:<9}{e.failures:>9}"
+            f"{o.pages_shown:>7}{percent(o.recovery_rate):>10}{percent(o.abandonment_rate):>10}"
+            f"{seconds(o.time_to_recovery.p50):>10}{e.user_minutes_lost:>9.1f}  {top}"
+            + ("  (ongoing)" if e.ongoing else "")
+        )
+    hidden = report.episodes_total - min(shown, len(report.episodes))
+    if hidden:
+        out.append(f"... and {hidden} older (all of them: --format json)")
+    return out
+
+
+def _spike_lines(report: Report) -> list[str]:
+    spikes = report.spikes
+    if spikes is None or not spikes.flagged:
+        return []
+    unit = spike_resolution(spikes.bucket_s)
+    span = baseline_span(spikes.bucket_s, spikes.baseline_buckets)
+    out = [
+        "",
+        f"Spikes (buckets of {unit}, each against the median of the "
+        f"{spikes.baseline_buckets} before it: {span})",
+    ]
+    for b in spikes.flagged:
+        out.append(
+            f"{iso(b.start)[:16]:<18}{b.failures:>6} failures  baseline {b.baseline:g}  "
+            f"score {b.score:g}"
+        )
+    return out
 
 
 def render_csv(report: Report) -> str:
@@ -133,4 +282,49 @@ def render_csv(report: Report) -> str:
                                      "" if s is None else s])  # fmt: skip
             else:
                 writer.writerow([f"per_source.{name}", source, value])
+    _episode_rows(writer, report)
+    spikes = report.spikes
+    if spikes is not None:
+        for name, setting in spikes.settings().items():
+            writer.writerow(["spike_detection", name, setting])
+        for spike in spikes.flagged:
+            start = iso(spike.start)
+            writer.writerows(
+                [
+                    ["spike.failures", start, spike.failures],
+                    ["spike.baseline", start, spike.baseline],
+                    ["spike.score", start, spike.score],
+                    ["spike.threshold", start, spike.threshold],
+                ]
+            )
+    if report.comparison is not None:
+        comparison = report.comparison.as_dict()
+        writer.writerow(["comparison.against", "", comparison["against"]])
+        for key, value in comparison["window"].items():
+            writer.writerow(["comparison.window", key, value])
+        if comparison["note"]:
+            writer.writerow(["comparison.note", "", comparison["note"]])
+        for name, values in comparison["metrics"].items():
+            for key, value in values.items():
+                writer.writerow([f"comparison.{key}", name, "" if value is None else value])
     return buffer.getvalue()
+
+
+def _episode_rows(writer: Any, report: Report) -> None:
+    """``episode.<field>,<start ISO>,value`` for each episode (key: its start)."""
+    writer.writerow(["episode_gap_min", "", round(report.episode_gap_s / 60, 3)])
+    writer.writerow(["episodes_total", "", report.episodes_total])
+    for episode in report.episodes:
+        data = episode.as_dict()
+        start = data.pop("start")
+        for name, value in data.items():
+            if isinstance(value, dict):
+                for key, item in value.items():
+                    writer.writerow([f"episode.{name}.{key}", start, "" if item is None else item])
+            elif isinstance(value, list):
+                for row in value:
+                    writer.writerow([f"episode.{name}", start, f"{row['route']} {row['failures']}"])
+            elif isinstance(value, bool):
+                writer.writerow([f"episode.{name}", start, "true" if value else "false"])
+            else:
+                writer.writerow([f"episode.{name}", start, value])
