@@ -17,7 +17,7 @@ from typing import Any, Protocol, TypeVar
 import click
 
 from ..config import _store_default
-from . import FORMATS, ReportError, generate
+from . import COMPARES, FORMATS, ReportError, generate
 from .reader import describe_store, same_store
 
 __all__ = ["add_arguments", "click_options", "run", "run_click", "store_warning"]
@@ -62,6 +62,14 @@ def _options(store_default: str) -> tuple[_Option, ...]:
         _Option("--route", "route", "Only this route template, e.g. /items/{id}.",
                 metavar="TEMPLATE"),
         _Option("--format", "fmt", "Output format.", default="table", choices=FORMATS),
+        _Option(
+            "--compare", "compare", "Put another window beside this one: previous, the same "
+            "length of time just before it.", choices=COMPARES,
+        ),
+        _Option(
+            "--episode-gap", "episode_gap", "Quiet minutes that end an outage episode.",
+            metavar="MINUTES", default="5",
+        ),
         _Option("--out", "out", "Write to this file instead of standard output.",
                 metavar="FILE"),
     )  # fmt: skip
@@ -137,6 +145,8 @@ def run(
         until=values.get("until"),
         route=values.get("route"),
         fmt=values.get("fmt") or "table",
+        compare=values.get("compare"),
+        episode_gap=values.get("episode_gap"),
     )
     out = values.get("out")
     if not out:
