@@ -88,11 +88,15 @@ def page_views(source: str, filtered: bool) -> str:
 
     Its outcome is its first recovered/gave_up/abandoned beacon in arrival order; its
     route and source are those of the failure that served it, and ``failure`` is that
-    failure's incident. The durations a page reported are not taken on trust: each is
-    cut to the time that had passed on the server's clock since its failure, when the
-    store has that failure (the beacon endpoint bounds them the same way by the token's
-    age; this also bounds rows stored before it did), and an outcome cannot precede its
-    page's ``shown``.
+    failure's incident. Each is found in the one pass that aggregates the view's beacons:
+    joining the views back to the ranked beacons or to their failures made SQLite's
+    planner scan one side per row of the other (quadratic) once a query filtered on the
+    outcome or read the views twice.
+
+    The durations a page reported are not taken on trust: each is cut to the time that
+    had passed on the server's clock since its failure, when the store has that failure
+    (the beacon endpoint bounds them the same way by the token's age; this also bounds
+    rows stored before it did), and an outcome cannot precede its page's ``shown``.
 
     Placeholders: since, until and, when ``filtered``, the route.
     """
@@ -114,39 +118,41 @@ origin AS (
     WHERE probe = 0 AND incident IN (SELECT failure FROM ev) GROUP BY incident
 ),
 bounded AS (
-    SELECT e.id, e.time, e.incident, e.failure, e.kind,
+    SELECT e.id, e.time, e.incident, e.failure, e.kind, g.route, g.source,
+           CASE WHEN e.kind IN ({OUTCOME_KINDS}) THEN 1 ELSE 0 END AS is_outcome,
            CASE WHEN g.began IS NULL OR e.elapsed_ms <= {_AGE_MS} THEN e.elapsed_ms
                 WHEN {_AGE_MS} > 0 THEN {_AGE_MS} ELSE 0 END AS elapsed_ms
     FROM ev e LEFT JOIN origin g ON g.incident = e.failure
 ),
 ranked AS (
-    SELECT incident, kind, elapsed_ms,
-           ROW_NUMBER() OVER (PARTITION BY incident ORDER BY time, id) AS rn
-    FROM bounded WHERE kind IN ({OUTCOME_KINDS})
+    SELECT incident, failure, route, source, kind, elapsed_ms, is_outcome,
+           ROW_NUMBER() OVER (PARTITION BY incident, is_outcome ORDER BY time, id) AS rn
+    FROM bounded
 ),
 views AS (
-    SELECT incident, MIN(failure) AS failure,
+    SELECT incident, MIN(failure) AS failure, MIN(route) AS route, MIN(source) AS source,
            MIN(elapsed_ms) AS first_ms, MAX(elapsed_ms) AS last_ms,
            MIN(CASE WHEN kind = 'shown' THEN elapsed_ms END) AS shown_ms,
-           SUM(CASE WHEN kind IN ({OUTCOME_KINDS}) THEN 1 ELSE 0 END) AS outcomes
-    FROM bounded GROUP BY incident
+           SUM(is_outcome) AS outcomes,
+           MIN(CASE WHEN is_outcome = 1 AND rn = 1 THEN kind END) AS outcome,
+           MIN(CASE WHEN is_outcome = 1 AND rn = 1 THEN elapsed_ms END) AS outcome_raw_ms
+    FROM ranked GROUP BY incident
 ),
-outcome AS (
-    SELECT v.incident, o.kind,
-           CASE WHEN o.elapsed_ms < v.shown_ms THEN v.shown_ms ELSE o.elapsed_ms END AS ms
-    FROM views v JOIN ranked o ON o.incident = v.incident AND o.rn = 1
+timed AS (
+    SELECT incident, failure, route, source, first_ms, last_ms, shown_ms, outcomes, outcome,
+           CASE WHEN outcome_raw_ms < shown_ms THEN shown_ms ELSE outcome_raw_ms END AS outcome_ms
+    FROM views
 ),
 pv AS (
-    SELECT COALESCE(g.route, '{UNKNOWN_ROUTE}') AS route,
-           COALESCE(g.source, '{UNKNOWN_SOURCE}') AS source,
+    SELECT COALESCE(v.route, '{UNKNOWN_ROUTE}') AS route,
+           COALESCE(v.source, '{UNKNOWN_SOURCE}') AS source,
            v.failure,
-           v.shown_ms, o.kind AS outcome, o.ms AS outcome_ms,
+           v.shown_ms, v.outcome, v.outcome_ms,
            CASE WHEN v.outcomes > 1 THEN v.outcomes - 1 ELSE 0 END AS duplicates,
-           CASE WHEN COALESCE(o.ms, v.last_ms) > COALESCE(v.shown_ms, v.first_ms)
-                THEN COALESCE(o.ms, v.last_ms) - COALESCE(v.shown_ms, v.first_ms)
+           CASE WHEN COALESCE(v.outcome_ms, v.last_ms) > COALESCE(v.shown_ms, v.first_ms)
+                THEN COALESCE(v.outcome_ms, v.last_ms) - COALESCE(v.shown_ms, v.first_ms)
                 ELSE 0 END AS lost_ms
-    FROM views v LEFT JOIN outcome o ON o.incident = v.incident
-                 LEFT JOIN origin g ON g.incident = v.failure
+    FROM timed v
 )
 """  # noqa: S608 - SQL from module constants; every value is bound
 
