@@ -20,7 +20,9 @@ def check(result: LoadResult, processes: int) -> None:
     assert result.served > 0
     assert set(result.statuses) == {502}, result.statuses
     assert result.errors == 0
-    assert len(result.counts) == processes, "every server process reported its counts"
+    # Each process that served a request reports (a gunicorn worker builds its middleware
+    # on its first request, so an idle one has nothing to report).
+    assert 1 <= len(result.counts) <= processes
     assert result.unaccounted_in_flight == 0
     delivered = sum(c["delivered"] for c in result.counts)
     assert delivered == result.stored, (delivered, result.stored)
