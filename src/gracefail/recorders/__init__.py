@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .sqlite import SQLiteRecorder
     from .statsd import StatsdRecorder
     from .store import store_recorder
+    from .webhook import WebhookRecorder
 
 __all__ = [
     "LoggingRecorder",
@@ -30,6 +31,7 @@ __all__ = [
     "Recorder",
     "SQLiteRecorder",
     "StatsdRecorder",
+    "WebhookRecorder",
     "store_recorder",
 ]
 
@@ -40,6 +42,7 @@ _LAZY = {
     "SQLiteRecorder": ".sqlite",
     "StatsdRecorder": ".statsd",
     "store_recorder": ".store",
+    "WebhookRecorder": ".webhook",
 }
 
 
