@@ -49,7 +49,8 @@ fill:var(--muted)}.gfr table{border-collapse:collapse;width:100%;background:#fff
 font-size:14px}.gfr th,.gfr td{text-align:left;padding:6px 10px;border-bottom:1px solid
 var(--line);color:var(--fg);background:#fff;vertical-align:top}.gfr th{font-weight:600}
 .gfr td.n,.gfr th.n{text-align:right;font-variant-numeric:tabular-nums}
-.gfr table.small{font-size:13px}.gfr table.small td,.gfr table.small th{padding:5px 8px}
+.gfr table.small{font-size:13px}.gfr td.src{white-space:nowrap}
+.gfr table.small td,.gfr table.small th{padding:5px 8px}
 .gfr .empty{color:var(--muted);padding:12px}.gfr .note{color:var(--muted);font-size:13px;
 margin:6px 0 0}.gfr .better{color:var(--ok);font-weight:600}.gfr .worse{color:var(--bad);
 font-weight:600}.gfr .notice{background:#fffbeb;border:1px solid #f59e0b;border-radius:8px;
@@ -306,7 +307,7 @@ def _episodes_table(report: Report) -> str:
         rows.append(
             f"<tr><td>{_esc(iso(e.start)[:16].replace('T', ' '))}{ongoing}</td>"
             f"<td class=n>{_esc(seconds(e.duration_s))}</td>"
-            f'<td><span class="sw sw-{_esc(e.source)}"></span>{_esc(e.source)}</td>'
+            f'<td class=src><span class="sw sw-{_esc(e.source)}"></span>{_esc(e.source)}</td>'
             f"<td class=n>{e.failures}</td><td>{_esc(statuses)}<br>{causes}</td>"
             f"<td class=n>{o.pages_shown}</td><td class=n>{percent(o.recovery_rate)}</td>"
             f"<td class=n>{percent(o.abandonment_rate)}</td>"

@@ -177,7 +177,7 @@ def controls_html(query: WebQuery, action: str = "") -> str:
     checked = " checked" if query.compare else ""
     return (
         f'<form class="controls" method="get" action="{html.escape(action, quote=True)}">'
-        + _field("since", "Since", query.since, "24h, 7d or ISO time")
+        + _field("since", "Since", query.since, "24h, 7d or ISO time", 20)
         + _field("until", "Until (UTC)", query.until, "now", 20)
         + _field("route", "Route", query.route, "all routes", 18)
         + _field("gap", "Episode gap (min)", query.gap, "5", 4)
