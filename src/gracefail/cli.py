@@ -18,6 +18,7 @@ from .app_config import Loaded, config_source, load, page_options, with_page_opt
 from .classify import Failure
 from .config import DEFAULT_STORE, LOCALES, Brand, Config, ConfigError
 from .demo import run as demo_run
+from .maintenance_cli import click_group as maintenance_group
 from .recorders.target import parse_store
 from .render import PAGE_BUDGET, Renderer
 from .report import options as report_options
@@ -425,3 +426,4 @@ def report(**values: Any) -> None:
 
 
 main.add_command(serve)
+main.add_command(maintenance_group())

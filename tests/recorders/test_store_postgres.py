@@ -125,7 +125,7 @@ def test_opens_a_store_of_the_previous_version_in_place(pg_dsn: str) -> None:
             "SELECT status, cause, route, upstream, app_ms FROM gracefail_failures "
             "WHERE incident = 'old-1'"
         ).fetchone()
-    assert versions == [1, 2, 3, 4] == [m.version for m in MIGRATIONS]
+    assert versions == [1, 2, 3, 4, 5] == [m.version for m in MIGRATIONS]
     assert sources == {"old-1": "app", "old-2": "app", "pg-1": "gateway", "pg-2": "app"}
     assert column == ("text", "NO", "'app'::text")
     assert old == (504, "timeout", "/items/{item_id}", "inventory", 30000.0)

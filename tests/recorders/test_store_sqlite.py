@@ -124,7 +124,7 @@ def test_opens_a_store_of_the_previous_version_in_place(tmp_path: Path) -> None:
                 "INSERT INTO gracefail_failures (time, incident, status, cause, method, client, "
                 "source) VALUES (1, 'x', 502, 'c', 'GET', 'html', NULL)"
             )
-    assert versions == [1, 2, 3, 4] == [m.version for m in MIGRATIONS]
+    assert versions == [1, 2, 3, 4, 5] == [m.version for m in MIGRATIONS]
     assert sources == {"old-1": "app", "old-2": "app", "inc-1": "gateway", "inc-2": "app"}
     assert old == (504, "timeout", "/items/{item_id}", 0, "inventory", "TimeoutError", 30000.0)
     assert pages == 2

@@ -18,6 +18,7 @@ from .target import Dialect
 __all__ = [
     "FAILURES",
     "FAILURE_COLUMNS",
+    "MAINTENANCE",
     "MIGRATIONS",
     "PAGE_COLUMNS",
     "PAGE_EVENTS",
@@ -36,6 +37,8 @@ PAGE_EVENTS: Final = "gracefail_page_events"
 PAGE_EVENT_KEY: Final = "gracefail_page_events_key"
 """The unique index on (incident, kind, attempt): one copy of each page event."""
 SCHEMA_TABLE: Final = "gracefail_schema"
+MAINTENANCE: Final = "gracefail_maintenance"
+"""Planned maintenance (:mod:`gracefail.maintenance`): at most one row, id 1, while it is on."""
 
 FAILURE_COLUMNS: Final = (
     "time",
@@ -142,6 +145,21 @@ _DEDUPLICATE_POSTGRESQL: Final = (
     "AND later.attempt = earlier.attempt AND later.id > earlier.id",
 )
 
+
+def _maintenance(real: str) -> tuple[str, ...]:
+    # One row or none: every worker and host reads the same switch. Times are Unix
+    # seconds (UTC); ``ends`` NULL means until switched off.
+    return (
+        f"""CREATE TABLE {MAINTENANCE} (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            started {real} NOT NULL,
+            ends {real},
+            message TEXT NOT NULL,
+            set_by TEXT NOT NULL
+        )""",
+    )
+
+
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(
         1,
@@ -157,6 +175,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         _DEDUPLICATE_SQLITE + _UNIQUE_PAGE_EVENT,
         _DEDUPLICATE_POSTGRESQL + _UNIQUE_PAGE_EVENT,
     ),
+    Migration(5, "planned maintenance", _maintenance("REAL"), _maintenance("DOUBLE PRECISION")),
 )
 """Every step of the schema, oldest first; only ever appended to."""
 
