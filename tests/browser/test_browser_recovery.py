@@ -187,10 +187,11 @@ def test_pages_that_failed_together_do_not_probe_together(
     app = apps(retry=HERD_RETRY)
     key = new_key("herd")
     upstream.set(key, "down")
-    # Thirty tabs of one browser profile (each still in its own renderer process).
-    herd = [tabs()]
-    herd[0].context.add_init_script(SENT_PROBES)
-    herd += [tabs(same_context_as=herd[0]) for _ in range(HERD - 1)]
+    # Thirty users, each in a browser profile of their own: the tabs of one profile share
+    # one prober (test_browser_tabs.py), so they would not show the herd.
+    herd = [tabs() for _ in range(HERD)]
+    for tab in herd:
+        tab.context.add_init_script(SENT_PROBES)
     # Every page navigates at the same wall-clock instant.
     at = (time.time() + 1.5) * 1000
     for n, tab in enumerate(herd):
