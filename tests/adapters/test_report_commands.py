@@ -26,7 +26,9 @@ from tests.apps import common, flask_app  # noqa: E402 - imported once Django is
 from tests.recorders import scenario  # noqa: E402 - imported once Django is set up (above)
 
 WINDOW = ["--since", scenario.SINCE, "--until", scenario.UNTIL]
-OPTIONS = {"--store", "--since", "--until", "--route", "--format", "--out"}
+OPTIONS = {
+    "--store", "--since", "--until", "--route", "--format", "--out", "--compare", "--episode-gap"
+}  # fmt: skip
 
 
 def make_store(path: Path) -> str:
