@@ -71,7 +71,7 @@ fe AS (
     FROM fl
 ),
 fm AS (SELECT incident, MIN(episode) AS episode FROM fe GROUP BY incident)
-"""  # noqa: S608 - SQL from module constants; every value is bound
+"""
 
 
 def _moment(value: Any) -> datetime:
@@ -113,7 +113,7 @@ class _Episodes:
     SELECT episode, route, COUNT(*) AS n,
            ROW_NUMBER() OVER (PARTITION BY episode ORDER BY COUNT(*) DESC, route) AS rk
     FROM fe WHERE episode >= ? GROUP BY episode, route
-) AS r WHERE rk <= {TOP_EPISODE_ROUTES} ORDER BY episode, rk""",  # noqa: S608 - SQL from module constants; every value is bound
+) AS r WHERE rk <= {TOP_EPISODE_ROUTES} ORDER BY episode, rk""",
             oldest,
         )
 

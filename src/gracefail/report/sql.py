@@ -101,7 +101,7 @@ def page_views(source: str, filtered: bool) -> str:
     Placeholders: since, until and, when ``filtered``, the route.
     """
     route_filter = (
-        f" AND {_FAILURE_OF} IN "  # noqa: S608 - SQL from module constants
+        f" AND {_FAILURE_OF} IN "
         f"(SELECT incident FROM {FAILURES} WHERE probe = 0 AND {ROUTE} = ?)"
         if filtered
         else ""
@@ -154,7 +154,7 @@ pv AS (
                 ELSE 0 END AS lost_ms
     FROM timed v
 )
-"""  # noqa: S608 - SQL from module constants; every value is bound
+"""
 
 
 def percentile_positions() -> str:
@@ -239,7 +239,7 @@ ordered AS (
            COUNT(*) OVER (PARTITION BY grp) AS n
     FROM rec
 )
-SELECT grp, n, pos, outcome_ms FROM ordered WHERE pos IN ({percentile_positions()})"""  # noqa: S608 - SQL from module constants; every value is bound
+SELECT grp, n, pos, outcome_ms FROM ordered WHERE pos IN ({percentile_positions()})"""
     rows = reader.query(ctes + select, params)
     values: dict[Any, dict[int, float]] = {}
     counts: dict[Any, int] = {}
