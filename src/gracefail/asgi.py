@@ -44,6 +44,7 @@ except ImportError:  # pragma: no cover - plain asyncio servers without anyio
 from .classify import Failure
 from .config import Config, ConfigError, config_from
 from .core import Engine, Reply
+from .maintenance_page import BANNER
 from .views import content_length, decode_headers, scope_headers, scope_view
 
 __all__ = ["GracefailMiddleware"]
@@ -222,6 +223,19 @@ async def send_reply(send: Send, reply: Reply) -> None:
     await send({"type": "http.response.body", "body": reply.body})
 
 
+def _with_banner(send: Send) -> Send:
+    """``send`` adding ``X-Gracefail-Maintenance: on`` to the response's start: an allowed
+    request during maintenance (staff see that users do not get this page)."""
+    name, value = (part.encode("latin-1") for part in BANNER)
+
+    async def banner_send(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", ()), (name, value)]}
+        await send(message)
+
+    return banner_send
+
+
 def _serving() -> bool:
     """Whether this runs inside a running event loop: a framework building its middleware
     stack lazily, on the first ASGI call (Starlette's ``add_middleware``)."""
@@ -264,6 +278,7 @@ class GracefailMiddleware:
             return
         self.beacon_path = self.engine.beacon_path
         self.timeout = self.engine.config.timeout
+        self.maintenance = self.engine.maintenance
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._config_error is not None:
@@ -281,6 +296,13 @@ class GracefailMiddleware:
         if scope["path"] == self.beacon_path:
             await self._beacon(scope, receive, send)
             return
+        gate = self.maintenance
+        if gate is not None and gate.on() is not None:
+            reply = self.engine.maintenance_reply(scope_view(scope))
+            if reply is not None:
+                await send_reply(send, reply)
+                return
+            send = _with_banner(send)
         exchange = _Exchange(self.engine, scope, send)
         try:
             if self.timeout is None:

@@ -193,10 +193,12 @@ class RetryPolicy:
         }
 
 
-def _proxies(value: object) -> tuple[str, ...]:
-    """``trusted_proxies`` as a tuple of normalised networks; ConfigError names a bad entry."""
+def _proxies(value: object, option: str = "trusted_proxies") -> tuple[str, ...]:
+    """``trusted_proxies`` (or ``option``, another list of networks) as a tuple of
+    normalised networks; ConfigError names a bad entry."""
+    whose = "your reverse proxies" if option == "trusted_proxies" else "the allowed clients"
     allowed = (
-        "expected the IP addresses or CIDR networks of your reverse proxies, such as "
+        f"expected the IP addresses or CIDR networks of {whose}, such as "
         "['10.0.0.0/8', '::1'] (or one comma-separated string)"
     )
     if isinstance(value, str):
@@ -204,7 +206,7 @@ def _proxies(value: object) -> tuple[str, ...]:
     else:
         entries = value
     if not isinstance(entries, Sequence) or isinstance(entries, bytes):
-        raise _fail("trusted_proxies", value, allowed)
+        raise _fail(option, value, allowed)
     networks: list[str] = []
     for entry in entries:
         try:
@@ -213,7 +215,7 @@ def _proxies(value: object) -> tuple[str, ...]:
             networks.append(str(ipaddress.ip_network(entry.strip(), strict=False)))
         except ValueError:
             raise _fail(
-                "trusted_proxies", value, f"{entry!r} is not an address or network; {allowed}"
+                option, value, f"{entry!r} is not an address or network; {allowed}"
             ) from None
     return tuple(networks)
 
@@ -359,6 +361,14 @@ class Config:
             request from one of them has its ``X-Forwarded-For`` (else ``Forwarded``)
             read, from the right, for the client address that beacon rate limits key
             on; empty (the default), the peer address is the client.
+        maintenance: follow the planned maintenance switch kept in the store
+            (``gracefail maintenance on``; docs/maintenance.md): while it is on, requests
+            get a 503 maintenance page unless allowed below. Read at most once a second,
+            off the request path. Off by default.
+        maintenance_allow: addresses or CIDR networks whose requests pass during
+            maintenance (the client address as for beacons, through ``trusted_proxies``).
+        maintenance_paths: paths that pass during maintenance, each with everything
+            under it (``["/healthz", "/status"]``); the beacon path always passes.
     """
 
     brand: Brand = field(default_factory=Brand)
@@ -381,6 +391,9 @@ class Config:
     token_ttl: int = 6 * 3600
     queue_size: int = 10_000
     trusted_proxies: Sequence[str] = ()
+    maintenance: bool = False
+    maintenance_allow: Sequence[str] = ()
+    maintenance_paths: Sequence[str] = ()
 
     def __post_init__(self) -> None:
         if isinstance(self.brand, Mapping):
@@ -437,6 +450,26 @@ class Config:
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
                 raise _fail(name, value, f"expected a whole number from {low} to {high}")
         object.__setattr__(self, "trusted_proxies", _proxies(self.trusted_proxies))
+        self._check_maintenance()
+
+    def _check_maintenance(self) -> None:
+        if not isinstance(self.maintenance, bool):
+            raise _fail("maintenance", self.maintenance, "expected True or False")
+        allow = _proxies(self.maintenance_allow, "maintenance_allow")
+        object.__setattr__(self, "maintenance_allow", allow)
+        paths = self.maintenance_paths
+        if isinstance(paths, str):
+            paths = [part.strip() for part in paths.split(",") if part.strip()]
+        if not isinstance(paths, Sequence) or not all(
+            isinstance(path, str) and path.startswith("/") and not any(c in path for c in "?# ")
+            for path in paths
+        ):
+            raise _fail(
+                "maintenance_paths",
+                self.maintenance_paths,
+                "expected paths that start with '/', such as ['/healthz', '/status']",
+            )
+        object.__setattr__(self, "maintenance_paths", tuple(paths))
 
     def _check_exceptions(self) -> None:
         if not isinstance(self.exceptions, Mapping):

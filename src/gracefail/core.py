@@ -20,6 +20,8 @@ from .classify import Classifier, Failure
 from .config import DEFAULT_STORE, LOCALES, UPSTREAM_STATUSES, Config
 from .events import Event, ServerEvent
 from .guard import BeaconGuard, Verdict, client_address
+from .maintenance import Maintenance
+from .maintenance_page import BANNER, MaintenanceGate
 from .negotiate import language_key, negotiate_kind, negotiate_locale
 from .pipeline import Pipeline
 from .recorders.base import Recorder
@@ -150,6 +152,8 @@ class Engine:
             )
         self.pipeline = Pipeline(recorders, config.queue_size)
         self.guard = BeaconGuard()
+        # Only with Config.maintenance: adapters then ask maintenance.on() per request.
+        self.maintenance = MaintenanceGate(config) if config.maintenance else None
         self.beacon_path = config.beacon_path
         self._retry_after = str(config.retry.retry_after)
         # Negotiated locales by language_key (bounded, normalised): never the raw header,
@@ -342,6 +346,87 @@ class Engine:
             b"" if method == "HEAD" else body,
         )
 
+    # -- planned maintenance ------------------------------------------------------
+
+    def maintenance_reply(self, view: RequestView, *, allowed: bool = False) -> Reply | None:
+        """During maintenance, the 503 for a request that may not pass; None to let it
+        through (its response then carries ``X-Gracefail-Maintenance: on``).
+
+        Adapters call it only after ``self.maintenance.on()`` said maintenance is on;
+        ``allowed`` is their own check of the user (Django staff, Flask's callable).
+        The beacon path, ``maintenance_paths`` and ``maintenance_allow`` always pass.
+        """
+        gate = self.maintenance
+        if gate is None:
+            return None
+        state = gate.on()
+        if state is None or allowed or view.path == self.beacon_path:
+            return None
+        if gate.allows(view.path, view.client_addr, view.headers):
+            return None
+        try:
+            return self._maintenance_reply(gate, state, view)
+        except Exception:
+            log.exception("gracefail: could not build the maintenance reply; sending plain text")
+            body = b"503 Service Unavailable: planned maintenance.\n"
+            headers = [
+                ("content-type", "text/plain; charset=utf-8"),
+                ("content-length", str(len(body))),
+                ("cache-control", "no-store"),
+                ("retry-after", self._retry_after),
+                BANNER,
+            ]
+            return Reply(503, headers, b"" if view.method == "HEAD" else body)
+
+    def _maintenance_reply(
+        self, gate: MaintenanceGate, state: Maintenance, view: RequestView
+    ) -> Reply:
+        headers = view.headers
+        kind = negotiate_kind(headers)
+        incident, _ = page_view(headers.get("x-request-id"))
+        now = time.time()
+        client = client_address(view.client_addr, headers, self.config.trusted_proxies)
+        retry_after = gate.retry_after(state, client, now)
+        url = safe_url(view.path, view.query) if view.path else ""
+        body, content_type = gate.body(
+            kind,
+            state,
+            incident=incident,
+            safe=view.method in SAFE_METHODS,
+            url=url,
+            retry_after=retry_after,
+            now=now,
+        )
+        reply_headers = [
+            ("content-type", content_type),
+            ("content-length", str(len(body))),
+            ("cache-control", "no-store"),
+            ("retry-after", str(retry_after)),
+            ("vary", "Accept, Accept-Language"),
+            ("x-gracefail-incident", incident),
+            BANNER,
+            ("x-content-type-options", "nosniff"),
+        ]
+        if kind == "html":
+            reply_headers += [
+                ("content-security-policy", gate.csp),
+                ("referrer-policy", "same-origin"),
+            ]
+        self.pipeline.put(
+            ServerEvent(
+                time=now,
+                incident=incident,
+                status=503,
+                cause="maintenance",
+                method=view.method,
+                route=route_label(view.route),
+                reply_format=kind,
+                probe=headers.get("x-gracefail-probe") == "1",
+                source=self.source,
+            )
+        )
+        return Reply(503, reply_headers, b"" if view.method == "HEAD" else body)
+
     # -- beacons ----------------------------------------------------------------
 
     max_beacon_body: Final = MAX_BODY
@@ -430,3 +515,5 @@ class Engine:
     def close(self) -> None:
         """Flush and close the recorders (called at shutdown)."""
         self.pipeline.close()
+        if self.maintenance is not None:
+            self.maintenance.watch.close()
