@@ -277,6 +277,7 @@ class GracefailMiddleware:
             self._config_error = exc
             return
         self.beacon_path = self.engine.beacon_path
+        self.worker_paths = self.engine.worker_paths
         self.timeout = self.engine.config.timeout
         self.maintenance = self.engine.maintenance
 
@@ -295,6 +296,9 @@ class GracefailMiddleware:
             return
         if scope["path"] == self.beacon_path:
             await self._beacon(scope, receive, send)
+            return
+        if scope["path"] in self.worker_paths:
+            await send_reply(send, self.engine.answer_worker(scope_view(scope)))
             return
         gate = self.maintenance
         if gate is not None and gate.on() is not None:

@@ -301,6 +301,30 @@ def _message(option: str, name: object, text: object, wording: Wording) -> str |
     return one(option, text)
 
 
+# A service worker's scope: a path of whole segments ending in "/" ("/" is the whole site).
+_SCOPE = re.compile(r"/(?:[A-Za-z0-9._~!$&'()*+,;=:@%-]+/)*")
+
+
+def _check_service_worker(value: object, beacon_path: str) -> None:
+    if value is False:
+        return
+    if value is not True and not (isinstance(value, str) and _SCOPE.fullmatch(value)):
+        raise _fail(
+            "service_worker",
+            value,
+            "expected True (the whole site), False, or the path the worker covers, ending "
+            "in '/', such as '/shop/'",
+        )
+    if not beacon_path.rsplit("/", 1)[0]:
+        raise _fail(
+            "service_worker",
+            value,
+            f"the worker's files are served from the beacon path's folder, and "
+            f"beacon_path={beacon_path!r} is at the site's root, where /sw.js would shadow "
+            "the app's own; use a beacon_path in a folder, such as '/_gracefail/beacon'",
+        )
+
+
 def _secret_default() -> str | None:
     return os.environ.get("GRACEFAIL_SECRET") or None
 
@@ -369,6 +393,11 @@ class Config:
             maintenance (the client address as for beacons, through ``trusted_proxies``).
         maintenance_paths: paths that pass during maintenance, each with everything
             under it (``["/healthz", "/status"]``); the beacon path always passes.
+        service_worker: serve the opt-in service worker (docs/service-worker.md) from the
+            beacon path's folder, for the failures no server of the site can answer:
+            ``True`` for the whole site, or the path it covers (its scope, ending in
+            ``/``). Pages load it with ``<script src="/_gracefail/register.js" defer>``.
+            Off (the default), the worker a browser installed earlier removes itself.
     """
 
     brand: Brand = field(default_factory=Brand)
@@ -394,6 +423,7 @@ class Config:
     maintenance: bool = False
     maintenance_allow: Sequence[str] = ()
     maintenance_paths: Sequence[str] = ()
+    service_worker: bool | str = False
 
     def __post_init__(self) -> None:
         if isinstance(self.brand, Mapping):
@@ -451,6 +481,7 @@ class Config:
                 raise _fail(name, value, f"expected a whole number from {low} to {high}")
         object.__setattr__(self, "trusted_proxies", _proxies(self.trusted_proxies))
         self._check_maintenance()
+        _check_service_worker(self.service_worker, self.beacon_path)
 
     def _check_maintenance(self) -> None:
         if not isinstance(self.maintenance, bool):

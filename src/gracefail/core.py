@@ -28,6 +28,7 @@ from .recorders.base import Recorder
 from .recorders.store import store_recorder
 from .render import MINIMAL_PAGE, Renderer, safe_url
 from .tokens import TokenSigner, page_view
+from .worker import Worker
 
 __all__ = ["OWNER", "REPLACED_HEADERS", "SAFE_METHODS", "Engine", "Reply", "RequestView"]
 
@@ -155,6 +156,9 @@ class Engine:
         # Only with Config.maintenance: adapters then ask maintenance.on() per request.
         self.maintenance = MaintenanceGate(config) if config.maintenance else None
         self.beacon_path = config.beacon_path
+        self.worker = Worker(config, self.renderer)
+        # The paths answer_worker() answers: one set lookup on a request's path.
+        self.worker_paths = self.worker.paths
         self._retry_after = str(config.retry.retry_after)
         # Negotiated locales by language_key (bounded, normalised): never the raw header,
         # which a client may make megabytes long and different on every request.
@@ -500,6 +504,14 @@ class Engine:
             ("cache-control", "no-store"),
             *extra,
         ]
+        return Reply(status, headers, body)
+
+    # -- the service worker -------------------------------------------------------
+
+    def answer_worker(self, view: RequestView) -> Reply:
+        """``sw.js``, ``register.js`` or the worker's pages, for a request whose path is in
+        ``worker_paths`` (see :mod:`gracefail.worker`); adapters answer it before the app."""
+        status, headers, body = self.worker.answer(view.method, view.path, view.headers)
         return Reply(status, headers, body)
 
     # -- lifecycle --------------------------------------------------------------

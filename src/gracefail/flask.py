@@ -29,7 +29,8 @@ Example::
                                "brand": {"name": "Acme"}}
     Gracefail(app)
 
-``flask gracefail report`` runs ``gracefail report`` against the app's store.
+``flask gracefail report`` runs ``gracefail report`` against the app's store. Templates
+get ``gracefail_head()``, the tag that installs the service worker (``service_worker``).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from ._compat import importing
 from .config import Config, framework_config
 from .core import Engine, under_test
 from .report.options import click_options, run_click
+from .worker import head_tag
 from .wsgi import FAILED, ROUTE, Environ, GracefailMiddleware
 
 with importing("flask"):
@@ -88,6 +90,7 @@ class Gracefail:
         got_request_exception.connect(_note_failure, app)
         app.logger.addFilter(_served_failures)
         app.extensions[EXTENSION_KEY] = engine
+        app.jinja_env.globals["gracefail_head"] = lambda: head_tag(config)
         app.cli.add_command(_cli)
 
     @staticmethod

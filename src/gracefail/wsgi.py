@@ -79,6 +79,7 @@ class GracefailMiddleware:
         self.app = app
         self.engine = engine if engine is not None else Engine(config_from(config, options))
         self.beacon_path = self.engine.beacon_path
+        self.worker_paths = self.engine.worker_paths
         self.route = route
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
@@ -86,6 +87,8 @@ class GracefailMiddleware:
             return self.app(environ, start_response)
         if environ.get("PATH_INFO") == self.beacon_path:
             return self._beacon(environ, start_response)
+        if environ.get("PATH_INFO") in self.worker_paths:
+            return _send(start_response, self.engine.answer_worker(environ_view(environ)))
         call = _Call(self, environ, start_response)
         try:
             result = self.app(environ, call.start_response)

@@ -279,6 +279,53 @@ def _scenarios() -> Iterator[Scenario]:
             f"beacon-{name}", method, "/_gracefail/beacon", headers, *beacon(status),
             content=body, server=name in ("valid", "get"),
         )  # fmt: skip
+    # Issue 11: the service worker's files, answered before the app; off (the default), the
+    # worker that removes itself, and no pages.
+    on = {"service_worker": True}
+    yield Scenario("worker-on", "GET", "/_gracefail/sw.js", NAV, *worker_file("on"),
+                   options=on)  # fmt: skip
+    yield Scenario("worker-off", "GET", "/_gracefail/sw.js", NAV, *worker_file("off"),
+                   server=True)  # fmt: skip
+    yield Scenario("worker-register", "GET", "/_gracefail/register.js", NAV,
+                   *worker_file("register"), options=on)  # fmt: skip
+    yield Scenario("worker-pages", "GET", "/_gracefail/sw-pages.json",
+                   {"accept-language": "es-ES,es;q=0.9"}, *worker_file("pages"),
+                   options=on)  # fmt: skip
+    yield Scenario("worker-pages-off", "GET", "/_gracefail/sw-pages.json", API,
+                   *untouched(404, ""))  # fmt: skip
+    yield Scenario("worker-post", "POST", "/_gracefail/sw.js", API, *worker_file("post"),
+                   options=on, content=b"x")  # fmt: skip
+
+
+def worker_file(kind: str) -> tuple[Check, EventCheck]:
+    """One of the service worker's files (``on``/``off``: sw.js; ``register``; ``pages``)
+    or a method they refuse (``post``)."""
+
+    def check(result: Result, adapter: Adapter) -> None:
+        assert result.raised is None, f"{adapter.id} raised {result.raised!r}"
+        headers = result.headers
+        if kind == "post":
+            assert result.status == 405
+            assert headers["allow"] == "GET, HEAD"
+            return
+        assert result.status == 200
+        assert headers["x-content-type-options"] == "nosniff"
+        assert int(headers["content-length"]) == len(result.body)
+        if kind == "pages":
+            assert headers["content-type"] == "application/json"
+            assert headers["cache-control"] == "no-store"
+            pages = json.loads(result.body)
+            assert pages["locale"] == "es"
+            assert set(pages["pages"]) == {"502", "504"}
+            return
+        assert headers["content-type"] == "text/javascript; charset=utf-8"
+        assert headers["cache-control"] == "no-cache"
+        assert result.text.startswith("var SETTINGS=")
+        assert ('"enabled":true' in result.text) == (kind != "off")
+        if kind != "register":
+            assert headers["service-worker-allowed"] == "/"
+
+    return check, no_events
 
 
 def _empty_with_length(result: Result, adapter: Adapter) -> None:

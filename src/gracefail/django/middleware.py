@@ -110,6 +110,8 @@ class GracefailMiddleware:
             return _response(
                 owner.answer_beacon(view, content_length(view.headers), request.read)
             )
+        if owner is self.engine and request.path_info in self.engine.worker_paths:
+            return _response(owner.answer_worker(environ_view(request.META, path=request.path)))
         return None
 
     def _leave(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:

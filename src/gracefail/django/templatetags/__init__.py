@@ -1,0 +1,1 @@
+"""gracefail's Django template tags (``{% load gracefail %}``)."""
