@@ -18,7 +18,14 @@ recovery; a client that gave up never arrives by itself and counts as infinite).
 probe's round trip is taken as zero. A grid of RetryPolicy values, and a cap that
 grows with the page's age, are tried against the same goals to choose the defaults.
 
-    python -m benchmarks.herd [--plot docs/performance-herd.png]
+Tabs per user (issue 11): each user has the error page open in ``tabs`` tabs of one
+browser. Without coordination every tab probes on its own schedule and comes back on its
+own; with it (the page's shared prober) one schedule per user probes, and when it
+succeeds every tab of that user comes back at that moment, those showing another URL
+after one check of their own (counted as a probe each). Reported per user: probes per
+minute after the first minute, and per page: the herd and the recovery lag.
+
+    python -m benchmarks.herd [--plot docs/performance-herd.png] [--tabs 1,4,10]
 """
 
 from __future__ import annotations
@@ -39,6 +46,10 @@ EXTRA_OUTAGE = 1200.0  # beyond the goals: what a longer outage does to each sch
 CHROME = (1.0, 5.0, 30.0, 60.0, 300.0, 600.0, 1800.0)
 FIXED_REFRESH = 5.0
 SEEDS = (1, 2, 3)
+
+# Tabs per user compared with and without the shared prober, over a 10 min outage.
+TABS_PER_USER = (1, 4, 10)
+TABS_OUTAGE = 600.0
 
 # Outages end before the page gives up: 10 min plus the p90 lag, with room for a longer one.
 RECOMMENDED_GIVE_UP = 1800.0
@@ -115,6 +126,8 @@ class Outcome:
     lag_p90: float
     gave_up: float  # share of clients that stopped probing before recovery
     probes: np.ndarray = field(repr=False)  # every probe's time (failed ones and the last)
+    # Median over users of the time from their first tab back to their last (tabs > 1).
+    spread_p50: float = 0.0
 
     @property
     def met(self) -> dict[str, bool | None]:
@@ -130,7 +143,20 @@ class Outcome:
         return all(v is not False for v in self.met.values())
 
 
-def simulate(schedule: Schedule, outage: float, seed: int = 1, clients: int = CLIENTS) -> Outcome:
+def simulate(
+    schedule: Schedule,
+    outage: float,
+    seed: int = 1,
+    clients: int = CLIENTS,
+    *,
+    tabs: int = 1,
+    coordinated: bool = False,
+) -> Outcome:
+    """``clients`` users, each with the page in ``tabs`` tabs (see the module docs): the load
+    is per user, the herd and the lags per page."""
+    users = clients
+    if tabs > 1 and not coordinated:
+        clients = users * tabs
     rng = np.random.default_rng(seed)
     shown = rng.random(clients)  # all within the same second
     now = shown.copy()
@@ -151,18 +177,31 @@ def simulate(schedule: Schedule, outage: float, seed: int = 1, clients: int = CL
         back = t >= outage
         arrival[idx[back]] = t[back]
         active[idx[back]] = False
+    spread = 0.0
+    if tabs > 1 and not coordinated:
+        per_user = arrival.reshape(users, tabs)
+        whole = per_user[np.isfinite(per_user).all(axis=1)]
+        if whole.size:
+            spread = float(np.median(whole.max(axis=1) - whole.min(axis=1)))
+    if tabs > 1 and coordinated:
+        # The prober's success brings every tab of its user back; the tabs of other URLs
+        # check theirs once (an upper bound: tabs of the prober's URL need no check).
+        found = arrival[np.isfinite(arrival)]
+        probes.append(np.repeat(found, tabs - 1))
+        arrival = np.repeat(arrival, tabs)
+    pages = arrival.size
     lags = np.sort(arrival - outage)
     arrived = np.sort(arrival[np.isfinite(arrival)])
     if arrived.size:
         ends = np.searchsorted(arrived, arrived + 1.0, side="left")
-        herd = float((ends - np.arange(arrived.size)).max()) / clients
+        herd = float((ends - np.arange(arrived.size)).max()) / pages
     else:
         herd = 0.0
     every = np.concatenate(probes) if probes else np.empty(0)
     load = None
     if outage > 60.0:
         during = np.count_nonzero((every >= 60.0) & (every < outage))
-        load = during / clients / ((outage - 60.0) / 60.0)
+        load = during / users / ((outage - 60.0) / 60.0)
     return Outcome(
         schedule=schedule.name,
         outage=outage,
@@ -170,8 +209,9 @@ def simulate(schedule: Schedule, outage: float, seed: int = 1, clients: int = CL
         load=load,
         lag_p50=float(np.quantile(lags, 0.5, method="inverted_cdf")),
         lag_p90=float(np.quantile(lags, 0.9, method="inverted_cdf")),
-        gave_up=float(np.count_nonzero(~np.isfinite(arrival))) / clients,
+        gave_up=float(np.count_nonzero(~np.isfinite(arrival))) / pages,
         probes=every,
+        spread_p50=spread,
     )
 
 
@@ -193,6 +233,72 @@ def averaged(schedule: Schedule, outage: float, seeds: Sequence[int] = SEEDS) ->
         gave_up=mean([r.gave_up for r in runs]),
         probes=runs[0].probes,
     )
+
+
+# -- tabs per user ----------------------------------------------------------------------------
+
+
+@dataclass
+class TabsOutcome:
+    """One number of tabs per user, with or without the shared prober."""
+
+    tabs: int
+    coordinated: bool
+    outcome: Outcome
+
+    @property
+    def per_minute(self) -> float:
+        """Probes per user per minute after the outage's first minute."""
+        return math.nan if self.outcome.load is None else self.outcome.load
+
+
+def tabs_outcomes(
+    policy: RetryPolicy,
+    tabs: Sequence[int] = TABS_PER_USER,
+    outage: float = TABS_OUTAGE,
+    seeds: Sequence[int] = SEEDS[:2],
+    users: int = CLIENTS,
+) -> list[TabsOutcome]:
+    schedule = gracefail_schedule(policy)
+    found = []
+    for count in tabs:
+        for coordinated in (False, True) if count > 1 else (False,):
+            runs = [
+                simulate(schedule, outage, seed, users, tabs=count, coordinated=coordinated)
+                for seed in seeds
+            ]
+            mean = Outcome(
+                schedule=schedule.name,
+                outage=outage,
+                herd=float(np.mean([r.herd for r in runs])),
+                load=float(np.mean([r.load for r in runs if r.load is not None])),
+                lag_p50=float(np.mean([r.lag_p50 for r in runs])),
+                lag_p90=float(np.mean([r.lag_p90 for r in runs])),
+                gave_up=float(np.mean([r.gave_up for r in runs])),
+                probes=runs[0].probes,
+                spread_p50=float(np.mean([r.spread_p50 for r in runs])),
+            )
+            found.append(TabsOutcome(count, coordinated, mean))
+    return found
+
+
+def tabs_table(found: Sequence[TabsOutcome]) -> str:
+    single = next(t.per_minute for t in found if t.tabs == 1)
+    lines = [
+        "| tabs per user | shared prober | probes per user per minute | vs one tab "
+        "| herd (busiest second, pages) | recovery lag p50 | p90 "
+        "| a user's first to last tab back (median) |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for t in found:
+        o = t.outcome
+        shared = "—" if t.tabs == 1 else ("yes" if t.coordinated else "no")
+        lines.append(
+            f"| {t.tabs} | {shared} | {t.per_minute:.2f} | {t.per_minute / single:.1f}x "
+            f"| {o.herd:.1%} | {_num(o.lag_p50, '.1f', ' s')} | {_num(o.lag_p90, '.1f', ' s')} "
+            f"| {o.spread_p50:.1f} s |"
+        )
+    return "\n".join(lines)
 
 
 # -- choosing the defaults -----------------------------------------------------------------
@@ -341,9 +447,14 @@ class HerdReport:
     recommended: RetryPolicy
     growth: tuple[float, float]
     markdown: str
+    tabs: list[TabsOutcome] = field(default_factory=list)
 
 
-def run(plot_path: str | None = None, log: Callable[[str], None] = print) -> HerdReport:
+def run(
+    plot_path: str | None = None,
+    log: Callable[[str], None] = print,
+    tabs: Sequence[int] = TABS_PER_USER,
+) -> HerdReport:
     current = RetryPolicy()
     log("  herd: trying a grid of RetryPolicy values")
     cands = grid()
@@ -379,8 +490,16 @@ def run(plot_path: str | None = None, log: Callable[[str], None] = print) -> Her
             t: [o for o in outcomes if o.outage == t and o.schedule in plotted] for t in OUTAGES
         }
         plot(by_outage, plot_path)
+    log("  herd: tabs per user, with and without the shared prober")
+    per_tabs = tabs_outcomes(current, tabs)
     md = markdown(outcomes, extra, cands, current, recommended, plot_path)
-    return HerdReport(outcomes, extra, cands, current, recommended, growth, md)
+    md += (
+        f"\n\nTabs per user ({_policy_text(current)}, an outage of {_dur(TABS_OUTAGE)}, "
+        f"{CLIENTS:,} users): without the shared prober each tab probes on its own; with it, "
+        "one schedule per user, and every tab back when it succeeds (tabs of another URL "
+        "after one check each).\n\n" + tabs_table(per_tabs)
+    )
+    return HerdReport(outcomes, extra, cands, current, recommended, growth, md, per_tabs)
 
 
 def _policy_text(p: RetryPolicy, give_up: float | None = None) -> str:
@@ -421,8 +540,18 @@ def markdown(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--plot", help="write the probes-per-second plot (PNG) here")
+    parser.add_argument(
+        "--tabs",
+        default=",".join(map(str, TABS_PER_USER)),
+        help="tabs per user to compare, comma-separated (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
-    report = run(args.plot, log=lambda s: print(s, file=sys.stderr))
+    tabs = [int(part) for part in args.tabs.split(",") if part.strip()]
+    if not tabs or min(tabs) < 1:
+        parser.error(f"--tabs {args.tabs!r}: expected whole numbers of 1 or more, such as 1,4,10")
+    if 1 not in tabs:
+        tabs.insert(0, 1)  # the comparison is with one tab
+    report = run(args.plot, log=lambda s: print(s, file=sys.stderr), tabs=sorted(set(tabs)))
     print(report.markdown)
     print()
     print("recommended:", _policy_text(report.recommended))
