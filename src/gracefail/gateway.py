@@ -22,6 +22,11 @@ no code at all gets a 502 and ``unknown_code``; ``GET /healthz`` without a code 
 probe) gets 200 and is not recorded. Beacons that reach the gateway (the
 page's ``POST`` to ``beacon_path`` while the app is down) are accepted here.
 
+During planned maintenance (``gracefail maintenance on`` on the same store) every
+answer but beacons and ``/healthz`` is the maintenance page (503, recorded with cause
+``maintenance``): the gateway reads the switch as the middleware does, at most once a
+second and off the request path.
+
 Example::
 
     from gracefail import Config
@@ -86,7 +91,14 @@ class Gateway:
         for route in self.routes:
             if not route.startswith("/"):
                 raise ConfigError(f"gracefail: routes={route!r} is not valid; expected '/...'")
+        # The gateway always follows planned maintenance: when the app is down for it,
+        # the proxy asks here, and users get the maintenance page, not an outage page.
+        # Nobody is let through: whoever reaches the gateway, the app did not answer.
+        config = dataclasses.replace(
+            config, maintenance=True, maintenance_allow=(), maintenance_paths=()
+        )
         self.engine = Engine(config, testing=False, source="gateway")
+        self.maintenance = self.engine.maintenance
         self.beacon_path = config.beacon_path
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -124,6 +136,12 @@ class Gateway:
             headers=request_headers,
             route=self._route(path) if path else None,
         )
+        gate = self.maintenance
+        if gate is not None and gate.on() is not None:
+            planned = self.engine.maintenance_reply(view)
+            if planned is not None:
+                await send_reply(send, planned)
+                return
         failure = Failure(
             status=504 if status == 504 else 502,
             cause=cause,
