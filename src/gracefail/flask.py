@@ -17,6 +17,12 @@ How it hooks in, with Flask's public API only:
 
 So the app's own error handlers, its 500 page and ``got_request_exception`` all work
 as before; only an upstream failure the app did not handle becomes the page.
+
+With ``maintenance`` on, planned maintenance is checked in a ``before_request``
+function, inside the request context, so ``maintenance_allowed`` (a callable of no
+arguments, such as ``lambda: current_user.is_authenticated and current_user.is_admin``)
+can see the session; allowed requests get ``X-Gracefail-Maintenance: on``.
+``flask gracefail maintenance on|off|status`` switches it in the app's store.
 The route label is ``request.url_rule.rule``.
 
 Example::
@@ -37,22 +43,34 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
 from ._compat import importing
 from .config import Config, framework_config
 from .core import Engine, under_test
+from .maintenance_cli import click_group as maintenance_group
+from .maintenance_page import BANNER
 from .report.options import click_options, run_click
+from .views import environ_view
 from .worker import head_tag
 from .wsgi import FAILED, ROUTE, Environ, GracefailMiddleware
 
 with importing("flask"):
-    from flask import Flask, current_app, got_request_exception, has_request_context, request
-    from flask.cli import AppGroup
+    from flask import (
+        Flask,
+        Response,
+        current_app,
+        got_request_exception,
+        has_request_context,
+        request,
+    )
+    from flask.cli import AppGroup, with_appcontext
 
 __all__ = ["Gracefail"]
 
 EXTENSION_KEY = "gracefail"
+_PASSED = "gracefail.maintenance_passed"  # environ key: allowed through maintenance
 
 
 class Gracefail:
@@ -61,10 +79,20 @@ class Gracefail:
     Args:
         app: the app to set up now; or call :meth:`init_app` later.
         config: a :class:`gracefail.Config`; keywords set single fields on top.
+        maintenance_allowed: called in the request context during planned maintenance;
+            True lets the request through (staff, admins).
     """
 
-    def __init__(self, app: Flask | None = None, *, config: Config | None = None, **options: Any):
+    def __init__(
+        self,
+        app: Flask | None = None,
+        *,
+        config: Config | None = None,
+        maintenance_allowed: Callable[[], object] | None = None,
+        **options: Any,
+    ):
         self._config = config
+        self._maintenance_allowed = maintenance_allowed
         self._options = options
         if app is not None:
             self.init_app(app)
@@ -82,9 +110,12 @@ class Gracefail:
             # The instance folder is Flask's place for such files, but Flask does not make it.
             os.makedirs(app.instance_path, exist_ok=True)
         engine = Engine(config, testing=app.testing or under_test())
-        app.wsgi_app = GracefailMiddleware(  # type: ignore[method-assign]
-            app.wsgi_app, engine=engine, route=_route
-        )
+        middleware = GracefailMiddleware(app.wsgi_app, engine=engine, route=_route)
+        if engine.maintenance is not None:
+            # Checked in the request context instead, where the session and the user are.
+            middleware.maintenance = None
+            _follow_maintenance(app, engine, self._maintenance_allowed)
+        app.wsgi_app = middleware  # type: ignore[method-assign]
         # A module-level receiver: blinker holds it weakly, and the sender filter keeps
         # each app's notes to itself.
         got_request_exception.connect(_note_failure, app)
@@ -98,6 +129,33 @@ class Gracefail:
         """The core engine set up for ``app`` (``flush()``, ``config``, ...)."""
         engine: Engine = app.extensions[EXTENSION_KEY]
         return engine
+
+
+def _follow_maintenance(app: Flask, engine: Engine, allowed: Callable[[], object] | None) -> None:
+    gate = engine.maintenance
+    assert gate is not None  # only called with maintenance followed
+
+    def maintenance_check() -> Response | None:
+        if gate.on() is None:
+            return None
+        environ = request.environ
+        if Engine.owner(environ) is not engine:
+            return None  # an outer gracefail in this stack answers
+        rule = request.url_rule.rule if request.url_rule is not None else None
+        passes = allowed is not None and bool(allowed())
+        reply = engine.maintenance_reply(environ_view(environ, route=rule), allowed=passes)
+        if reply is None:
+            environ[_PASSED] = True
+            return None
+        return Response(reply.body, status=reply.status, headers=reply.headers)
+
+    def maintenance_banner(response: Response) -> Response:
+        if request.environ.get(_PASSED):
+            response.headers[BANNER[0]] = BANNER[1]
+        return response
+
+    app.before_request(maintenance_check)
+    app.after_request(maintenance_banner)
 
 
 def _route(environ: Environ) -> str | None:
@@ -144,3 +202,13 @@ _cli = AppGroup("gracefail", help="gracefail's tools, with this app's settings."
 @click_options("this app's store")
 def _report(**values: Any) -> None:
     run_click(values, configured=Gracefail.engine(current_app).config.store)
+
+
+_maintenance = maintenance_group(
+    "this app's store", lambda: Gracefail.engine(current_app).config.store
+)
+for _command in _maintenance.commands.values():
+    # Each runs with the app's context, as AppGroup's own commands do.
+    if _command.callback is not None:
+        _command.callback = with_appcontext(_command.callback)
+_cli.add_command(_maintenance)

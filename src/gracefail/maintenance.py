@@ -33,7 +33,8 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+import weakref
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -417,6 +418,15 @@ def _span(seconds: float) -> str:
 # -- what the middleware and the gateway read ------------------------------------
 
 
+def _forked(ref: weakref.ref[MaintenanceWatch]) -> Callable[[], None]:
+    def after_fork() -> None:
+        watch = ref()
+        if watch is not None:
+            watch._after_fork()
+
+    return after_fork
+
+
 class MaintenanceWatch:
     """The store's maintenance switch as this process last read it.
 
@@ -448,6 +458,8 @@ class MaintenanceWatch:
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
         self.reads = 0
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=_forked(weakref.ref(self)))
 
     def current(self) -> Maintenance | None:
         """The maintenance that is on, or None; never waits on the store."""
@@ -459,9 +471,18 @@ class MaintenanceWatch:
         return state
 
     def refresh(self) -> Maintenance | None:
-        """Read the store now, in this thread (start-up, tests); returns :meth:`current`."""
+        """Read the store now, in this thread (at start-up, so the first requests already
+        see the state); the maintenance that is on, or None. Starts no thread."""
         self._read_once(None)
-        return self.current()
+        state = self._state
+        return None if state is None or state.ended() else state
+
+    def _after_fork(self) -> None:
+        # The reading thread did not survive fork(): the next request starts this
+        # process's own. Until then the parent's last state stands.
+        self._fresh_until = 0.0
+        self._thread = None
+        self._lock = threading.Lock()
 
     def _wake(self) -> None:
         if not self._lock.acquire(blocking=False):

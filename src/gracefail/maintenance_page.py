@@ -144,7 +144,11 @@ class MaintenanceGate:
 
     def __init__(self, config: Config, *, watch: MaintenanceWatch | None = None):
         self.config = config
-        self.watch = watch if watch is not None else MaintenanceWatch(config.store)
+        if watch is None:
+            watch = MaintenanceWatch(config.store)
+            # One read at start-up, so the first requests see the state.
+            watch.refresh()
+        self.watch = watch
         self.networks: tuple[_Network, ...] = tuple(
             ipaddress.ip_network(network, strict=False) for network in config.maintenance_allow
         )

@@ -37,6 +37,7 @@ from typing import Any, Final
 from .classify import Failure
 from .config import Config, ConfigError, config_from
 from .core import Engine, Reply
+from .maintenance_page import BANNER
 from .views import content_length, environ_headers, environ_view
 
 __all__ = ["FAILED", "ROUTE", "GracefailMiddleware"]
@@ -63,6 +64,9 @@ class GracefailMiddleware:
         engine: an existing core :class:`gracefail.core.Engine` to share (the Flask
             extension passes its own); exclusive with ``config`` and keywords.
         route: ``route(environ)`` -> the route template of a failed request, for metrics.
+        maintenance_allowed: ``maintenance_allowed(environ)`` -> True for a request that
+            passes during planned maintenance (``Config.maintenance``) besides the
+            allowed networks and paths: a staff session, a signed header.
     """
 
     def __init__(
@@ -72,6 +76,7 @@ class GracefailMiddleware:
         config: Config | None = None,
         engine: Engine | None = None,
         route: RouteOf | None = None,
+        maintenance_allowed: Callable[[Environ], bool] | None = None,
         **options: Any,
     ) -> None:
         if engine is not None and (config is not None or options):
@@ -81,6 +86,8 @@ class GracefailMiddleware:
         self.beacon_path = self.engine.beacon_path
         self.worker_paths = self.engine.worker_paths
         self.route = route
+        self.maintenance = self.engine.maintenance
+        self.maintenance_allowed = maintenance_allowed
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         if self.engine.claim(environ) is not self.engine:
@@ -89,6 +96,15 @@ class GracefailMiddleware:
             return self._beacon(environ, start_response)
         if environ.get("PATH_INFO") in self.worker_paths:
             return _send(start_response, self.engine.answer_worker(environ_view(environ)))
+        gate = self.maintenance
+        if gate is not None and gate.on() is not None:
+            allowed = self.maintenance_allowed is not None and bool(
+                self.maintenance_allowed(environ)
+            )
+            reply = self.engine.maintenance_reply(environ_view(environ), allowed=allowed)
+            if reply is not None:
+                return _send(start_response, reply)
+            start_response = _with_banner(start_response)
         call = _Call(self, environ, start_response)
         try:
             result = self.app(environ, call.start_response)
@@ -140,6 +156,16 @@ def _finished(environ: Environ, result: Iterable[bytes]) -> bool:
         return True
     wrapper = environ.get("wsgi.file_wrapper")
     return isinstance(wrapper, type) and isinstance(result, wrapper)
+
+
+def _with_banner(start_response: StartResponse) -> StartResponse:
+    """``start_response`` adding ``X-Gracefail-Maintenance: on``: an allowed request
+    during maintenance (staff see that users do not get this page)."""
+
+    def banner_start_response(status: str, headers: list[tuple[str, str]], *args: Any) -> Write:
+        return start_response(status, [*headers, BANNER], *args)
+
+    return banner_start_response
 
 
 def _send(start_response: StartResponse, reply: Reply, exc_info: Any = None) -> list[bytes]:

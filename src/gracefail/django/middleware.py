@@ -8,6 +8,11 @@
 * ``Config.beacon_path`` is answered before URL resolution, CSRF and sessions.
 * Under ASGI the middleware runs as a coroutine (no thread hop for async views), and
   ``Config.timeout`` sends a 504 when the rest of the stack takes longer.
+* During planned maintenance (``Config.maintenance``) the check is made in
+  ``process_view`` (set only then), after every middleware's request phase,
+  so ``request.user`` is known: active staff users (``is_staff``) pass, with
+  ``X-Gracefail-Maintenance: on`` on the response; so do ``maintenance_allow``
+  networks and ``maintenance_paths``. Everyone else gets the 503 maintenance page.
 
 Route label: ``request.resolver_match.route``. A second gracefail in the same stack
 warns (``RuntimeWarning``) and defers to the outer one.
@@ -26,6 +31,7 @@ from django.utils.encoding import escape_uri_path
 
 from ..classify import Failure
 from ..core import Engine, Reply, RequestView
+from ..maintenance_page import BANNER
 from ..views import content_length, environ_view
 from .conf import get_config, testing
 
@@ -33,6 +39,7 @@ __all__ = ["GracefailMiddleware"]
 
 GetResponse = Callable[[HttpRequest], Any]
 _STATE = "_gracefail"  # request attribute: (the Django middleware in charge, owner engine, start)
+_PASSED = "_gracefail_maintenance"  # request attribute: allowed through maintenance
 
 
 def _response(reply: Reply) -> HttpResponse:
@@ -74,6 +81,12 @@ class GracefailMiddleware:
         self.engine = Engine(get_config(), testing=testing())
         self.beacon_path = self.engine.beacon_path
         self.timeout = self.engine.config.timeout
+        self.maintenance = self.engine.maintenance
+        if self.maintenance is not None:
+            # Only with maintenance followed: Django calls a process_view on every request,
+            # and one of the wrong kind would cost an async request a thread hop.
+            check = self._amaintenance_view if self.async_mode else self._maintenance_view
+            setattr(self, "process_view", check)  # noqa: B010 - an instance attribute only
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
         if self.async_mode:
@@ -115,6 +128,8 @@ class GracefailMiddleware:
         return None
 
     def _leave(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
+        if self.maintenance is not None and getattr(request, _PASSED, False):
+            response[BANNER[0]] = BANNER[1]
         status = response.status_code
         if status != 502 and status != 504:
             return response
@@ -130,6 +145,47 @@ class GracefailMiddleware:
         reply.cookies = response.cookies
         response.close()
         return reply
+
+    async def _amaintenance_view(
+        self,
+        request: HttpRequest,
+        view_func: Callable[..., Any],
+        view_args: tuple[Any, ...],
+        view_kwargs: dict[str, Any],
+    ) -> HttpResponse | None:
+        gate = self.maintenance
+        if gate is None or gate.on() is None:
+            return None
+        # request.user would query the database synchronously, which Django refuses in
+        # an async context; auser() (Django 5) is its async form.
+        auser = getattr(request, "auser", None)
+        user = await auser() if auser is not None else getattr(request, "user", None)
+        return self._maintenance_check(request, user)
+
+    def _maintenance_view(
+        self,
+        request: HttpRequest,
+        view_func: Callable[..., Any],
+        view_args: tuple[Any, ...],
+        view_kwargs: dict[str, Any],
+    ) -> HttpResponse | None:
+        """Django's process_view during planned maintenance: the 503 page unless the
+        request may pass (no I/O: the state is the watch's last read)."""
+        gate = self.maintenance
+        if gate is None or gate.on() is None:
+            return None
+        return self._maintenance_check(request, getattr(request, "user", None))
+
+    def _maintenance_check(self, request: HttpRequest, user: object) -> HttpResponse | None:
+        state = getattr(request, _STATE, None)
+        if state is None or state[0] is not self or state[1] is not self.engine:
+            return None  # an outer gracefail middleware in this stack answers
+        staff = bool(getattr(user, "is_staff", False)) and bool(getattr(user, "is_active", False))
+        reply = self.engine.maintenance_reply(_view(request), allowed=staff)
+        if reply is None:
+            setattr(request, _PASSED, True)
+            return None
+        return _page(reply)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         """The page for an upstream failure, or None to let Django handle the exception."""
