@@ -83,7 +83,21 @@ def child() -> None:
     User.objects.create_user("staff", password="staff-pass-123", is_staff=True)
     User.objects.create_user("member", password="member-pass-123")
     User.objects.create_user("gone", password="gone-pass-123", is_staff=True, is_active=False)
-    maintenance.switch_on(os.environ["MM_STORE"], duration=900, message="Database upgrade")
+    import io
+
+    from django.core.management import CommandError
+
+    def manage(*args: str) -> str:
+        out = io.StringIO()
+        call_command("gracefail_maintenance", *args, stdout=out)
+        return out.getvalue()
+
+    # The store is the project's GRACEFAIL["store"]: no --store needed.
+    out: dict[str, Any] = {"on": manage("on", "--for", "15m", "--message", "Database upgrade")}
+    try:
+        manage("on", "--for", "15m", "--until", "2099-01-01T00:00:00Z")
+    except CommandError as exc:
+        out["bad"] = str(exc)
 
     def seen(response: Any) -> dict[str, Any]:
         return {
@@ -94,7 +108,6 @@ def child() -> None:
         }
 
     nav = {"HTTP_ACCEPT": "text/html", "HTTP_SEC_FETCH_MODE": "navigate"}
-    out: dict[str, Any] = {}
     out["anonymous"] = seen(Client().get("/", **nav))
     member = Client()
     assert member.login(username="member", password="member-pass-123")
@@ -117,7 +130,9 @@ def child() -> None:
     gone = Client()
     gone.force_login(User.objects.get(username="gone"))
     out["inactive_staff"] = seen(gone.get("/", **nav))
-    maintenance.switch_off(os.environ["MM_STORE"])
+    out["status"] = manage("status", "--json")
+    out["off"] = manage("off")
+    out["after"] = maintenance.status(os.environ["MM_STORE"]) is None
     print(json.dumps(out))
 
 
@@ -163,6 +178,17 @@ def test_staff_and_allowed_paths_pass_with_the_banner(
     assert seen[who]["status"] == 200
     assert seen[who]["body"] == body
     assert seen[who]["banner"] == "on"
+
+
+def test_manage_py_gracefail_maintenance(seen: dict[str, Any]) -> None:
+    assert seen["on"].startswith("maintenance: on since ")
+    assert "message: Database upgrade" in seen["on"]
+    assert seen["bad"] == "--for and --until cannot be used together: give one of them"
+    status = json.loads(seen["status"])
+    assert status["on"] is True
+    assert status["message"] == "Database upgrade"
+    assert seen["off"] == "maintenance: off\n"
+    assert seen["after"] is True
 
 
 def test_the_pages_served_are_recorded_as_maintenance(seen: dict[str, Any]) -> None:
