@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import math
 import re
 import sqlite3
 import subprocess
@@ -88,7 +89,7 @@ def test_one_command_switches_the_app_and_users_get_the_maintenance_page(
         state = maintenance.status(store)
         assert state is not None
         assert state.ends is not None
-        ends = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(state.ends))
+        ends = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(math.ceil(state.ends)))
         assert f'<time id="gf-end" datetime="{ends}">' in text  # the script shows it locally
         # Self-contained: the only script is allowed by its hash, nothing else is loaded.
         scripts = re.findall(r"<script>(.*?)</script>", text, re.S)

@@ -215,7 +215,8 @@ class MaintenanceGate:
     ) -> tuple[bytes, str]:
         """The reply's body and content type for ``kind`` (html, json, text)."""
         now = time.time() if now is None else now
-        ends = None if state.ends is None else _iso(state.ends)
+        # Rounded up: a page never probes before the planned end.
+        ends = None if state.ends is None else _iso(math.ceil(state.ends))
         if kind == "json":
             problem = {
                 "type": "about:blank",
