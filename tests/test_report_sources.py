@@ -169,7 +169,8 @@ def test_report_is_a_dataclass_whose_json_is_its_dict(tmp_path: Path) -> None:
     assert json.loads(report.to_json()) == report.as_dict()
     assert json.loads(generate(str(store), fmt="json", **WINDOW)) == report.as_dict()
     documented = {
-        "store", "window", "route", "failures", "probes", "by_status", "by_cause", "by_source",
+        "store", "window", "route", "failures", "probes", "planned", "by_status", "by_cause",
+        "by_source",
         "by_route", "per_hour", "per_day", "pages_shown", "recovered", "abandoned", "gave_up",
         "recovery_rate", "abandonment_rate", "gave_up_rate", "duplicate_outcomes",
         "time_to_recovery_s", "time_to_recovery_histogram", "user_minutes_lost", "per_source",

@@ -8,6 +8,9 @@ Definitions (UTC throughout):
 
 * ``failures``: failure replies to users' requests; ``probes``: those to the
   page's own probes, which are never counted as failures.
+* ``planned``: maintenance pages served to users' requests during planned downtime
+  (cause ``maintenance``, :mod:`gracefail.maintenance`): reported beside the outages,
+  never counted among failures, routes, episodes or spikes.
 * A *page view* is an incident with at least one beacon in the window;
   ``pages_shown`` counts those whose ``shown`` beacon arrived. Its route and
   its source are those of the failure that served it.

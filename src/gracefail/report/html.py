@@ -427,7 +427,8 @@ def render_fragment(report: Report, title: str = "gracefail report", controls: s
 <h1>{_esc(title)}</h1>
 <p class="sub">store: {_esc(report.store)}<br>
 {_esc(window["since"])} to {_esc(window["until"])} (UTC){route}
-&middot; {statuses} &middot; probes {report.probes} &middot; causes: {causes}</p>
+&middot; {statuses} &middot; probes {report.probes} &middot; causes: {causes}
+&middot; planned downtime: {report.planned} maintenance pages (not counted as failures)</p>
 {controls}<section class="tiles">{tiles_html}</section>
 {comparison}
 <h2>Failures per {series.unit}</h2>

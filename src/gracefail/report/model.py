@@ -439,11 +439,12 @@ class Report:
     episodes_total: int = 0
     spikes: Spikes | None = None
     comparison: Comparison | None = None
+    planned: int = 0
 
     @property
     def empty(self) -> bool:
-        """No failure, no probe and no page report in the window."""
-        return not (self.failures or self.probes or self.outcomes.pages_shown)
+        """No failure, no probe, no page report and no planned downtime in the window."""
+        return not (self.failures or self.probes or self.outcomes.pages_shown or self.planned)
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON form: plain dicts, lists, strings and numbers."""
@@ -453,6 +454,7 @@ class Report:
             "route": self.route,
             "failures": self.failures,
             "probes": self.probes,
+            "planned": self.planned,
             "by_status": dict(self.by_status),
             "by_cause": dict(self.by_cause),
             "by_source": dict(self.by_source),

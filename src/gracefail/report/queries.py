@@ -64,6 +64,14 @@ class _Query:
             self.params,
         )
 
+    def planned(self) -> int:
+        """Maintenance pages served to users' requests in the window (probes excluded)."""
+        rows = self.reader.query(
+            f"SELECT COUNT(*) FROM {FAILURES} WHERE {self.scope.planned} AND probe = 0",
+            self.params,
+        )
+        return as_int(rows[0][0]) if rows else 0
+
     def per(self, seconds: int) -> tuple[PeriodRow, ...]:
         """Failures (probes excluded) by bucket of ``seconds``, only buckets with some."""
         rows = self.reader.query(
@@ -223,6 +231,7 @@ def build_report(
         route=route,
         failures=totals.failures,
         probes=totals.probes,
+        planned=query.planned(),
         by_status=totals.by_status,
         by_cause=_sorted_counts(totals.by_cause),
         by_source={s: totals.by_source.get(s, 0) for s in _with_sources(totals.by_source)},

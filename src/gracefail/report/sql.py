@@ -22,6 +22,7 @@ from .reader import Reader
 __all__ = [
     "OUTCOME_KINDS",
     "PERCENTILES",
+    "PLANNED_CAUSE",
     "ROUTE",
     "UNKNOWN_SOURCE",
     "Scope",
@@ -37,6 +38,9 @@ __all__ = [
 
 UNKNOWN_SOURCE: Final = "unknown"
 """The source of a page view whose failure is not in the store."""
+PLANNED_CAUSE: Final = "maintenance"
+"""The cause of the pages served during planned maintenance: planned downtime, reported
+apart from outages (:mod:`gracefail.maintenance`)."""
 
 # Percentiles as exact fractions, so SQL (integer division) and Python pick the same rows.
 PERCENTILES: Final = {"p50": (1, 2), "p90": (9, 10)}
@@ -184,8 +188,10 @@ def as_int(value: Any) -> int:
 class Scope:
     """What one report reads: a reader, a window and a route filter, bound once.
 
-    ``where`` selects the window's failures (with the route filter); ``views`` is the
-    page views' CTE (:func:`page_views`); both take ``params``.
+    ``where`` selects the window's failures (with the route filter): outages only, the
+    maintenance pages of planned downtime (cause ``maintenance``) are counted apart
+    (``planned``, which takes the same ``params``); ``views`` is the page views' CTE
+    (:func:`page_views`); both take ``params``.
     """
 
     reader: Reader
@@ -195,18 +201,21 @@ class Scope:
     where: str
     params: tuple[object, ...]
     views: str
+    planned: str = ""
 
     @classmethod
     def of(cls, reader: Reader, window: Window, route: str | None) -> Scope:
         """The scope of ``window`` (and ``route``, already a :func:`route_label`, or None)."""
         source = source_column(reader)
         filtered = route is not None
+        window_where = "time >= ? AND time < ?" + (f" AND {ROUTE} = ?" if filtered else "")
         return cls(
             reader=reader,
             window=window,
             route=route,
             source=source,
-            where="time >= ? AND time < ?" + (f" AND {ROUTE} = ?" if filtered else ""),
+            where=f"{window_where} AND cause <> '{PLANNED_CAUSE}'",
+            planned=f"{window_where} AND cause = '{PLANNED_CAUSE}'",
             params=(
                 window.since.timestamp(),
                 window.until.timestamp(),

@@ -136,6 +136,7 @@ def render_table(report: Report, width: int = 40) -> str:
     status = ", ".join(f"{k}: {v}" for k, v in report.by_status.items())
     rows = [
         ("Failures", f"{report.failures}  ({status}; probes {report.probes})"),
+        ("Planned downtime", f"{report.planned} maintenance pages (not counted as failures)"),
         ("By cause", _counts(report.by_cause)),
         ("By source", _counts(report.by_source)),
         ("Pages shown", str(views.pages_shown)),
@@ -251,6 +252,7 @@ def render_csv(report: Report) -> str:
     views = report.outcomes.as_dict()
     writer.writerow(["failures", "", report.failures])
     writer.writerow(["probes", "", report.probes])
+    writer.writerow(["planned", "", report.planned])
     for name in ("pages_shown", "recovered", "abandoned", "gave_up"):
         writer.writerow([name, "", views[name]])
     for name in ("recovery_rate", "abandonment_rate", "gave_up_rate"):
