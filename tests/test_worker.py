@@ -291,3 +291,26 @@ def test_the_scripts_are_valid_javascript(path: str, option: bool, tmp_path: Pat
     script.write_bytes(get(engine(service_worker=option), path).body)
     checked = subprocess.run([node(), "--check", str(script)], capture_output=True, text=True)
     assert checked.returncode == 0, checked.stderr
+
+
+# -- the docs' example ----------------------------------------------------------------------------
+
+
+async def test_the_docs_example_serves_the_tag_and_the_worker() -> None:
+    pytest.importorskip("starlette")
+    import httpx
+
+    from tests.conftest import ROOT
+    from tests.doc_snippets import examples
+
+    text = (ROOT / "docs" / "service-worker.md").read_text("utf-8")
+    [code] = examples(text, "tests/test_worker.py")
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "service-worker.md", "exec"), namespace)  # noqa: S102 - our own docs
+    transport = httpx.ASGITransport(app=namespace["app"])
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        page = await client.get("/")
+        assert '<script src="/_gracefail/register.js" defer></script>' in page.text
+        worker = await client.get("/_gracefail/sw.js")
+        assert worker.status_code == 200
+        assert worker.headers["service-worker-allowed"] == "/"

@@ -297,6 +297,24 @@ def test_a_504_that_is_not_gracefails_gets_the_504_page(tmp_path: Path, tabs: Ta
         site.stop()
 
 
+def test_the_retry_link_carries_the_url_that_failed_and_nothing_else(
+    behind_nginx: Site, tabs: TabFactory
+) -> None:
+    site = behind_nginx
+    tab = tabs()
+    installed(tab, site)
+    site.stop_app()
+    tab.goto(site.url("/a\"b<c>/d?q='x'&y=<svg onload=alert(1)>"))
+    shown = tab.page.evaluate("() => location.pathname + location.search")
+    assert tab.page.locator("#gf-link").get_attribute("href") == shown
+    assert tab.page.locator("svg, img, iframe").count() == 0
+    assert tab.page.locator("script").count() == 2, "the config block and the script only"
+    # A path a browser would read as another host stays on this one (render.safe_url).
+    tab.goto(site.url("//evil.example/x"))
+    assert tab.page.locator("#gf-link").get_attribute("href") == "/.//evil.example/x"
+    assert tab.problems == []
+
+
 # -- what it never touches ------------------------------------------------------------------
 
 
