@@ -432,9 +432,9 @@ class MaintenanceWatch:
 
     A daemon thread reads the store every ``interval`` seconds; :meth:`current` only
     reads an attribute and compares a clock, so a request never waits on the store.
-    The thread starts on first use, and again in a process forked after it started
-    (a thread does not survive ``fork()``: its freshness lapses and the next request
-    starts a new one). An unreachable store keeps the last known state for
+    The thread starts on first use (that one request reads the store itself, once per
+    process), and again in a process forked after it started (a thread does not
+    survive ``fork()``). An unreachable store keeps the last known state for
     ``keep_last`` seconds, then the watch fails open (off) and logs that once.
     """
 
@@ -495,6 +495,9 @@ class MaintenanceWatch:
             if self._stop.is_set():
                 return
             self._pid = os.getpid()
+            # The first request of a process (or of a forked worker) reads once itself:
+            # the state it holds may be as old as the start-up read.
+            self._read_once(None)
             self._fresh_until = time.monotonic() + 3 * self.interval
             self._thread = threading.Thread(
                 target=self._run, name="gracefail-maintenance", daemon=True
@@ -506,14 +509,13 @@ class MaintenanceWatch:
     def _run(self) -> None:
         opened: _Store | None = None
         try:
-            while True:
+            # _wake() has just read the store: the thread's first read is an interval later.
+            while not self._stop.wait(self.interval):
                 if opened is None:
                     with contextlib.suppress(MaintenanceError):
                         opened = _open(self.store)
                 self._read_once(opened)
                 self._fresh_until = time.monotonic() + 3 * self.interval
-                if self._stop.wait(self.interval):
-                    return
         finally:
             if opened is not None:
                 opened.close()
