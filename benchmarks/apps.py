@@ -78,7 +78,8 @@ def _upstream() -> None:
 
 
 def starlette_app(middleware: str = "bare", *, counter: list[int] | None = None) -> Any:
-    """Starlette with the benchmark routes; ``middleware``: bare | asgi | base | gracefail.
+    """Starlette with the benchmark routes; ``middleware``: bare | asgi | base | gracefail |
+    gracefail-maintenance (``maintenance=True``, the switch off).
 
     Routes: ``/`` hello; ``/stream`` 1,000 chunks; ``/fail`` the upstream raises;
     ``/bad/{kind}`` the app catches the same failure itself and answers a bare 502.
@@ -144,6 +145,14 @@ def starlette_app(middleware: str = "bare", *, counter: list[int] | None = None)
         from gracefail.asgi import GracefailMiddleware
 
         stack = [Middleware(GracefailMiddleware, **options())]
+    elif middleware == "gracefail-maintenance":
+        # Following planned maintenance, switched off: a store with no switch in it.
+        import tempfile
+
+        from gracefail.asgi import GracefailMiddleware
+
+        store = os.path.join(tempfile.mkdtemp(prefix="gf-bench-"), "events.sqlite3")
+        stack = [Middleware(GracefailMiddleware, maintenance=True, store=store, **options())]
     elif middleware != "bare":
         raise ValueError(middleware)
     routes = [

@@ -94,6 +94,34 @@ def happy_asgi(res: Results, settings: Settings, driver: AsgiDriver) -> None:
     )
 
 
+def happy_maintenance(res: Results, settings: Settings, driver: AsgiDriver) -> None:
+    """What following planned maintenance adds while it is off: one clock reading and a
+    comparison per request (the store is read by a background thread, never here)."""
+    scope = asgi_scope("/", BROWSER)
+    apps = {name: starlette_app(name) for name in ("bare", "gracefail", "gracefail-maintenance")}
+    for name, app in apps.items():
+        got = driver.call(app, scope)
+        expect(got, 200, f"Starlette hello ({name})")
+    labels = {
+        "bare": "bare Starlette",
+        "gracefail": "gracefail",
+        "gracefail-maintenance": "gracefail, maintenance followed (off)",
+    }
+    stats = compare({labels[k]: driver.runner(a, scope) for k, a in apps.items()}, settings)
+    res.groups.append(Group("Happy path, maintenance followed", "bare Starlette", stats))
+    gf, followed = stat(stats, labels["gracefail"]), stat(stats, labels["gracefail-maintenance"])
+    extra = followed.added - gf.added
+    res.goals.append(
+        Goal(
+            "happy path, maintenance followed (off)",
+            f"{fmt_ns(extra)}/request over gracefail without it (gracefail "
+            f"{fmt_ns(gf.added)}, followed {fmt_ns(followed.added)} over bare Starlette)",
+            "maintenance adds <= 300 ns/request",
+            extra <= 300,
+        )
+    )
+
+
 def happy_stream(res: Results, settings: Settings, driver: AsgiDriver) -> None:
     scope = asgi_scope("/stream", BROWSER)
     counters = {name: [0] for name in ("bare", "asgi", "base", "gracefail")}
@@ -553,6 +581,7 @@ def run(quick: bool = False, log: Callable[[str], None] = log) -> Results:
     driver = AsgiDriver(loop)
     steps: list[tuple[str, Callable[[], None]]] = [
         ("happy path, Starlette", lambda: happy_asgi(res, settings, driver)),
+        ("happy path, maintenance", lambda: happy_maintenance(res, settings, driver)),
         ("happy path, stream", lambda: happy_stream(res, settings, driver)),
         ("happy path, WSGI/Flask/Django", lambda: happy_wsgi(res, settings)),
         ("error path, Starlette", lambda: error_asgi(res, settings, driver)),
