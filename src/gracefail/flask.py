@@ -3,7 +3,9 @@
 Options come from ``app.config["GRACEFAIL"]`` (a dict of :class:`gracefail.Config`
 fields, keys in either case, nested dicts for ``brand`` and ``retry``), then from
 the constructor's ``config=`` and keywords, which win. ``secret`` defaults to one
-derived from ``SECRET_KEY`` (unless ``GRACEFAIL_SECRET`` is set).
+derived from ``SECRET_KEY`` (unless ``GRACEFAIL_SECRET`` is set). ``template_dir``
+defaults to the app's ``templates/gracefail/`` folder when it holds a ``page.html`` (which
+may extend ``gracefail/base.html``) or a ``locales/`` folder: Flask's usual override path.
 
 How it hooks in, with Flask's public API only:
 
@@ -43,12 +45,13 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ._compat import importing
 from .config import Config, framework_config
 from .core import Engine, under_test
+from .locales import LOCALE_DIR
 from .maintenance_cli import click_group as maintenance_group
 from .maintenance_page import BANNER
 from .report.options import click_options, run_click
@@ -99,10 +102,19 @@ class Gracefail:
 
     def init_app(self, app: Flask) -> None:
         """Wrap ``app.wsgi_app`` and listen for its unhandled exceptions."""
+        settings = app.config.get("GRACEFAIL")
+        options = self._options
+        named = {str(key).lower() for key in options}
+        if isinstance(settings, Mapping):
+            named |= {str(key).lower() for key in settings}
+        if "template_dir" not in named and getattr(self._config, "template_dir", None) is None:
+            found = _template_dir(app)
+            if found is not None:
+                options = {**options, "template_dir": found}
         config = framework_config(
             self._config,
-            app.config.get("GRACEFAIL"),
-            self._options,
+            settings,
+            options,
             app.config.get("SECRET_KEY"),
             project_dir=app.instance_path,
         )
@@ -129,6 +141,17 @@ class Gracefail:
         """The core engine set up for ``app`` (``flush()``, ``config``, ...)."""
         engine: Engine = app.extensions[EXTENSION_KEY]
         return engine
+
+
+def _template_dir(app: Flask) -> str | None:
+    """The app's ``templates/gracefail`` folder, if it has a page or locales for gracefail."""
+    if app.template_folder is None:
+        return None
+    folder = os.path.join(app.root_path, os.fspath(app.template_folder), "gracefail")
+    page = os.path.join(folder, "page.html")
+    if os.path.isfile(page) or os.path.isdir(os.path.join(folder, LOCALE_DIR)):
+        return folder
+    return None
 
 
 def _follow_maintenance(app: Flask, engine: Engine, allowed: Callable[[], object] | None) -> None:

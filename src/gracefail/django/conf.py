@@ -1,8 +1,8 @@
 """gracefail's Django settings, read each time they are asked for (so ``override_settings`` works).
 
 ``GRACEFAIL`` is a dict of :class:`gracefail.Config` fields. ``secret`` defaults to one
-derived from ``SECRET_KEY``; ``template_dir`` defaults to the folder of the first
-``gracefail/page.html`` that Django's template loaders find.
+derived from ``SECRET_KEY``; ``template_dir`` defaults to the first ``gracefail/`` folder
+of Django's template directories that holds a ``page.html`` or a ``locales/`` folder.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from django.template import engines
 
 from ..config import Config, ConfigError, framework_config
 from ..core import under_test
+from ..locales import LOCALE_DIR
 
 __all__ = ["PAGE_TEMPLATE", "get_config", "settings_dict", "template_dir", "testing"]
 
@@ -58,11 +59,13 @@ def _sources(backend: Any) -> Iterator[str]:
 
 
 def template_dir() -> str | None:
-    """The folder of the first ``gracefail/page.html`` in Django's template directories."""
+    """The first ``gracefail/`` folder in Django's template directories with a ``page.html``
+    (which may extend ``gracefail/base.html``) or only a ``locales/`` folder (words only)."""
     for backend in engines.all():
         for name in _sources(backend):
-            if os.path.isfile(name):
-                return os.path.dirname(name)
+            folder = os.path.dirname(name)
+            if os.path.isfile(name) or os.path.isdir(os.path.join(folder, LOCALE_DIR)):
+                return folder
     return None
 
 
