@@ -4,7 +4,10 @@
 
 Every field of ``Config``, ``Brand`` and ``RetryPolicy`` with its type, its default
 and the line its class docstring gives it, so the numbers in the docs are the code's.
-``tests/test_docs_configuration.py`` fails when the page is not what this writes.
+A class whose docstring has an ``Attributes:`` section (``Config``) must give every field
+a line there, and no line to a field it does not have: otherwise this refuses to write
+the page, naming them. ``tests/test_docs_configuration.py`` fails when the page is not
+what this writes.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from unittest import mock
 
 from gracefail.config import Brand, Config, RetryPolicy
 
-__all__ = ["PAGE", "field_docs", "render"]
+__all__ = ["PAGE", "field_docs", "render", "undocumented"]
 
 PAGE = Path(__file__).resolve().parent / "configuration.md"
 
@@ -58,8 +61,10 @@ SECTIONS = (
 
 
 def _markdown(text: str) -> str:
-    """Docstring markup as Markdown: ``code`` and :role:`name` become `code`."""
+    """Docstring markup as Markdown: ``code`` and :role:`name` become `code`; a docs page
+    named as ``docs/page.md`` becomes a link to it."""
     text = re.sub(r":\w+:`~?([^`]+)`", r"`\1`", text)
+    text = re.sub(r"(?<![\w/`])docs/([\w-]+\.md)\b", r"[\1](\1)", text)
     return text.replace("``", "`")
 
 
@@ -82,6 +87,31 @@ def field_docs(cls: type[Any]) -> tuple[str, dict[str, str]]:
         elif name is not None and line.startswith(" " * 8):
             lines[name] += " " + line.strip()
     return prose.strip(), lines
+
+
+def undocumented(cls: type[Any]) -> tuple[list[str], list[str]]:
+    """The fields without a line in the class docstring's ``Attributes:``, and the lines
+    naming no field (both empty when it has no such section)."""
+    _, lines = field_docs(cls)
+    if not lines:
+        return [], []
+    names = [field.name for field in dataclasses.fields(cls)]
+    missing = [name for name in names if not lines.get(name, "").strip()]
+    return missing, [name for name in lines if name not in names]
+
+
+def _check_documented(cls: type[Any]) -> None:
+    missing, stale = undocumented(cls)
+    problems = []
+    if missing:
+        problems.append(f"no line for {', '.join(missing)}")
+    if stale:
+        problems.append(f"lines for {', '.join(stale)}, which are not fields")
+    if problems:
+        raise ValueError(
+            f"{cls.__name__}'s docstring (Attributes:) has {'; '.join(problems)}: "
+            "every field needs its line, which docs/configuration.md shows"
+        )
 
 
 class _Environ(dict[str, str]):
@@ -119,6 +149,7 @@ def render() -> str:
     environment: list[str] = []
     sections = []
     for cls, where in SECTIONS:
+        _check_documented(cls)
         prose, lines = field_docs(cls)
         rows = []
         for field in dataclasses.fields(cls):

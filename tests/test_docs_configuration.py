@@ -61,6 +61,33 @@ def test_every_config_field_has_its_line() -> None:
     _, lines = generator().field_docs(Config)
     assert set(lines) == {field.name for field in dataclasses.fields(Config)}
     assert all(lines.values())
+    assert generator().undocumented(Config) == ([], [])
+
+
+def test_an_undocumented_field_stops_the_reference(monkeypatch: pytest.MonkeyPatch) -> None:
+    @dataclasses.dataclass
+    class Options:
+        """Options.
+
+        Attributes:
+            colour: documented.
+            removed: a field that is gone.
+        """
+
+        colour: str = "red"
+        size: int = 3  # added without its line
+
+    module = generator()
+    assert module.undocumented(Options) == (["size"], ["removed"])
+    monkeypatch.setattr(module, "SECTIONS", ((Options, ""),))
+    with pytest.raises(ValueError, match=r"no line for size; lines for removed, which are not"):
+        module.render()
+
+
+def test_docs_pages_named_in_field_lines_are_links() -> None:
+    page = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    [row] = [line for line in page.splitlines() if line.startswith("| `messages` |")]
+    assert "[customising.md](customising.md)" in row
 
 
 def stated_retry_defaults(text: str) -> Iterator[tuple[int, str, float]]:
