@@ -16,6 +16,7 @@ import pytest
 
 from tests.browser.conftest import AppFactory, TabFactory
 from tests.browser.support import (
+    VISIBILITY_SCRIPT,
     App,
     Tab,
     Upstream,
@@ -139,6 +140,32 @@ def test_closing_the_leader_hands_the_probing_to_another_tab(
     assert first_outcome(app, incidents[leader])["kind"] == "abandoned"
     upstream.set(key, "up")
     all_recover(survivors, app, survivor_incidents)
+
+
+def test_a_hidden_leader_hands_the_probing_to_a_visible_tab(
+    apps: AppFactory, upstream: Upstream, tabs: TabFactory
+) -> None:
+    app = apps(retry=TABS_RETRY)
+    key = new_key("hidden-leader")
+    upstream.set(key, "down")
+    opened, _ = open_tabs(tabs, app, key, 3, VISIBILITY_SCRIPT)
+    eventually(lambda: len(app.probes(key)) >= 3, "probes", page=opened[0].page)
+    shared = json.loads(opened[0].page.evaluate("(k) => localStorage.getItem(k)", TABS_KEY))
+    ids = [tab.page.evaluate("() => gracefail.tab") for tab in opened]
+    leader = ids.index(shared["tab"])
+    hidden_at = time.time()
+    opened[leader].page.evaluate("() => __gfSetHidden(true)")
+
+    def taken_over() -> set[str] | None:
+        after = {page_of(p) for p in app.probes(key) if p["time"] > hidden_at + 0.5}
+        return after or None
+
+    after = eventually(taken_over, "a probe from a visible tab", page=opened[0].page)
+    assert f"tab={leader}" not in after
+    opened[leader].page.evaluate("() => __gfSetHidden(false)")
+    upstream.set(key, "up")
+    for tab in opened:
+        tab.wait_real_page(timeout=10)
 
 
 def test_a_reload_keeps_the_backoff(

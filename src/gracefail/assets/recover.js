@@ -250,12 +250,14 @@
   // Every page of this origin in this browser profile shares one prober. The shared record
   // {tab, n, at, up, busy} names the page that probed last (tab: the leader), the attempts
   // made so far (n: the backoff goes on from there in a new tab or after a reload), when
-  // the leader probes next (at, Date.now() time; during a probe, when it will have ended),
-  // and once a probe found its URL back, that URL (up). It is kept in localStorage (a reload
-  // finds it) and sent to the other pages by BroadcastChannel (else the storage event
-  // brings it). They wait, and one of them takes over when the leader misses its turn by
-  // GRACE: closed, frozen, hidden, offline or given up. With neither API the record stays
-  // in this page, which then leads itself: each page probes on its own, as before.
+  // the leader probes next (at, Date.now() time), whether it is probing now (busy: its
+  // turn then lasts up to PROBE_LIMIT), and once a probe found its URL back, that URL (up).
+  // It is kept in localStorage (a reload finds it) and sent to the other pages by
+  // BroadcastChannel. They wait, and one of them takes over when the leader misses its turn
+  // by GRACE: closed, frozen, hidden, offline or given up. A message may arrive before the
+  // storage it was written to: a page that reads an older record only waits a little longer
+  // and reads again. With neither API the record stays in this page, which then leads
+  // itself: each page probes on its own, as before.
   var TABS_KEY = "gracefail:tabs",
     GRACE = 1500,
     PROBE_LIMIT = 20000,
@@ -379,7 +381,8 @@
       if (doc.hidden) return pause();
       if (offline()) return goOffline();
       // Another page leads and its turn has not passed: wait for its word.
-      if (record && !record.up && record.tab !== tabId && record.at + GRACE > now()) {
+      if (record && !record.up && record.tab !== tabId &&
+          record.at + (record.busy ? PROBE_LIMIT : GRACE) > now()) {
         return scheduleNextProbe();
       }
     }
@@ -387,7 +390,7 @@
     state.paused = false;
     state.attempts++;
     // The turn is this page's until the probe ends, or its time is up.
-    share({at: now() + PROBE_LIMIT, busy: 1});
+    share({at: now(), busy: 1});
     report("retry");
     showProgress();
     // A fresh query parameter and no-store: no cache between here and the origin may answer
