@@ -157,15 +157,13 @@ class MaintenanceGate:
         brand = config.brand
         self._brand = html.escape(brand.name)
         self._color = html.escape(brand.color)
-        self._script = _SCRIPT
-        status_api = ""  # the maintenance page asks nothing but its own origin
         self.csp = "; ".join(
             (
                 "default-src 'none'",
                 "script-src " + _sha256(_SCRIPT),
                 "style-src "
                 + " ".join(sorted({_sha256(_STYLE), _sha256(f":root{{--c:{self._color}}}")})),
-                "connect-src 'self'" + status_api,
+                "connect-src 'self'",  # it probes its own origin only
                 "img-src data:",
                 "base-uri 'none'",
                 "form-action 'self'",
@@ -301,6 +299,6 @@ class MaintenanceGate:
             retry_url=html.escape(url or "/"),
             incident=html.escape(incident),
             settings=data,
-            script=self._script,
+            script=_SCRIPT,
         )
         return page.encode()
