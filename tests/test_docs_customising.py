@@ -202,6 +202,10 @@ def test_django_finds_the_theme_in_its_template_dirs(
         )
         [error] = [m for m in run_checks() if m.id == "gracefail.E005"]
         assert 'lacks the elements it drives: id="gf-back"' in error.msg
+        # Words only: a gracefail/locales/ folder without a page.html is found too.
+        page.unlink()
+        assert get_config().template_dir == str(tmp_path / "templates" / "gracefail")
+        assert [m.id for m in run_checks() if m.id and m.id.startswith("gracefail.E")] == []
 
 
 @pytest.mark.wsgi

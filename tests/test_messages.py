@@ -10,11 +10,13 @@ import re
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from gracefail import Config, ConfigError
 from gracefail.classify import Failure
 from gracefail.core import Engine, Reply, RequestView
+from gracefail.gateway import create_app
 from gracefail.render import PAGE_BUDGET, Renderer, Routes
 
 SECRET = "messages-secret-0123456789"
@@ -222,3 +224,16 @@ def test_a_themes_own_keys_can_be_given_per_route(tmp_path: Path) -> None:
     assert 'content="All systems"' in serve(gracefail, "/home").body.decode()
     with pytest.raises(ConfigError, match="'banner'"):
         Config(messages={"/pay": {"banner": "Payments down"}})  # no such key without the theme
+
+
+async def test_gateway_mode_matches_the_original_uri() -> None:
+    # The proxy's error request carries the URL that failed: the route's words follow it.
+    app = create_app(secret=SECRET, recorders=[], messages=CHECKOUT)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+        headers = {"x-code": "504", "x-original-uri": "/checkout/pay", "x-format": "text/html"}
+        checkout = await client.get("/", headers=headers)
+        other = await client.get("/", headers={**headers, "x-original-uri": "/cart"})
+    assert checkout.status_code == 504
+    assert "The payment provider did not answer in time." in html.unescape(checkout.text)
+    assert "The payment provider" not in html.unescape(other.text)

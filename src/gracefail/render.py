@@ -194,11 +194,11 @@ class Routes:
     shorter). A trailing slash does not matter.
     """
 
-    __slots__ = ("_exact", "_patterns")
+    __slots__ = ("_any", "_exact", "_found")
 
     def __init__(self, routes: Iterable[tuple[str, Variants]]):
         self._exact: dict[str, Variants] = {}
-        ranked: list[tuple[tuple[bool, int], re.Pattern[str], Variants]] = []
+        ranked: list[tuple[tuple[bool, int], str, Variants]] = []
         for route, variants in routes:
             prefix = route.endswith("*")
             base = route.removesuffix("*")
@@ -219,9 +219,16 @@ class Routes:
             pattern.append(re.escape(base[last:]))
             literal += len(base) - last
             tail = "(?:/.*)?" if prefix else "/?"
-            ranked.append(((prefix, -literal), re.compile("".join(pattern) + tail), variants))
+            ranked.append(((prefix, -literal), "".join(pattern) + tail, variants))
         ranked.sort(key=lambda entry: entry[0])
-        self._patterns = [(pattern, variants) for _, pattern, variants in ranked]
+        # One pattern for all, its alternatives most specific first: a request costs one
+        # match, whose group names the route, however many routes there are.
+        self._found = {f"r{index}": variants for index, (_, _, variants) in enumerate(ranked)}
+        self._any = (
+            re.compile("|".join(f"(?P<r{i}>{p})" for i, (_, p, _) in enumerate(ranked)), re.S)
+            if ranked
+            else None
+        )
 
     def match(self, url: str) -> Variants | None:
         """The variants for the path of ``url`` (a path and query), or None."""
@@ -229,12 +236,10 @@ class Routes:
         if len(path) > 1:
             path = path.rstrip("/") or "/"
         found = self._exact.get(path)
-        if found is not None:
+        if found is not None or self._any is None:
             return found
-        for pattern, variants in self._patterns:
-            if pattern.fullmatch(path):
-                return variants
-        return None
+        match = self._any.fullmatch(path)
+        return self._found[match.lastgroup] if match and match.lastgroup else None
 
 
 def escape_json_string(value: str) -> str:
