@@ -168,9 +168,7 @@ def test_a_hidden_leader_hands_the_probing_to_a_visible_tab(
         tab.wait_real_page(timeout=10)
 
 
-def test_a_reload_keeps_the_backoff(
-    apps: AppFactory, upstream: Upstream, tabs: TabFactory
-) -> None:
+def test_a_reload_keeps_the_backoff(apps: AppFactory, upstream: Upstream, tabs: TabFactory) -> None:
     app = apps(retry=TABS_RETRY)
     key = new_key("reload")
     upstream.set(key, "down")

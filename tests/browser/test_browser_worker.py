@@ -372,9 +372,7 @@ def test_turning_the_option_off_removes_the_worker(behind_nginx: Site, tabs: Tab
     # A page that still carries the tag: register.js removes the worker and its caches.
     tab.goto(site.url("/again"))
     eventually(lambda: tab.page.evaluate(REGISTRATIONS) == 0, "no registration", page=tab.page)
-    eventually(
-        lambda: tab.page.evaluate(OUR_CACHES, CACHE_PREFIX) == [], "no cache", page=tab.page
-    )
+    eventually(lambda: tab.page.evaluate(OUR_CACHES, CACHE_PREFIX) == [], "no cache", page=tab.page)
     # Really gone: the next outage is nginx's own page again.
     tab.goto(site.url("/after"))  # a page load without the worker in control
     site.stop_app()
@@ -461,9 +459,7 @@ def test_a_new_configuration_replaces_the_worker_and_its_cache(
     assert tab.problems == []
 
 
-def test_the_worker_page_is_in_the_browsers_language(
-    behind_nginx: Site, tabs: TabFactory
-) -> None:
+def test_the_worker_page_is_in_the_browsers_language(behind_nginx: Site, tabs: TabFactory) -> None:
     site = behind_nginx
     tab = tabs(locale="es-ES", extra_http_headers={"Accept-Language": "es-ES,es;q=0.9"})
     installed(tab, site)
