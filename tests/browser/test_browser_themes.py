@@ -90,7 +90,6 @@ def test_no_serious_accessibility_violation_in_any_locale(
         assert tab.page.get_attribute("html", "lang") == locale
         found[locale] = axe(tab, axe_source)
     assert found == {locale: [] for locale in LOCALES}
-    upstream.set(key, "up")
 
 
 @pytest.mark.parametrize("theme", THEMES, ids=[t.name for t in THEMES])
@@ -114,7 +113,6 @@ def test_no_serious_accessibility_violation_after_a_failed_post(
     assert tab.text("h1") == locale_strings("en")["heading_unsafe"]
     tab.page.evaluate("() => document.documentElement.classList.add('gf-more')")
     assert axe(tab, axe_source) == []
-    upstream.set(key, "up")
 
 
 @pytest.mark.parametrize("theme", THEMES, ids=[t.name for t in THEMES])
@@ -138,7 +136,6 @@ def test_fits_a_phone_and_is_readable(
     width = tab.page.evaluate("() => document.documentElement.scrollWidth")
     assert width <= 375, f"{width} px wide"
     assert axe(tab, axe_source, only=["color-contrast"]) == []
-    upstream.set(key, "up")
 
 
 def test_the_saas_theme_shows_the_live_status_first(
@@ -178,8 +175,7 @@ def test_the_corporate_navigation_stays_inert(
     tab.page.locator("nav a").first.click()
     tab.wait(0.3)
     assert tab.page.url == url, "a navigation item leads nowhere while the site is down"
-    assert app.navigations(key) == [app.navigations(key)[0]], "one navigation: the page's"
-    upstream.set(key, "up")
+    assert len(app.navigations(key)) == 1, "one navigation: the page's own"
 
 
 # -- screenshots ----------------------------------------------------------------------------
