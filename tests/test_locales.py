@@ -85,11 +85,6 @@ def test_a_locale_file_adds_a_language(tmp_path: Path) -> None:
     assert "tips_heading" in renderer.wording.missing["nl"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the engine negotiates among the shipped LOCALES only (core.Engine._respond); "
-    "it should offer renderer.locale_names, and default_locale accept a theme's locale",
-)
 def test_an_added_language_is_chosen_from_accept_language(tmp_path: Path) -> None:
     folder = theme(tmp_path, nl={"heading": "Deze pagina is nu niet beschikbaar"})
     gracefail = Engine(Config(secret=SECRET, recorders=[], template_dir=folder))

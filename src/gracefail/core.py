@@ -17,7 +17,7 @@ from typing import Any, Final
 
 from .beacon import MAX_BODY, BeaconError, check_origin, parse_beacon
 from .classify import Classifier, Failure
-from .config import DEFAULT_STORE, LOCALES, UPSTREAM_STATUSES, Config
+from .config import DEFAULT_STORE, UPSTREAM_STATUSES, Config
 from .events import Event, ServerEvent
 from .guard import BeaconGuard, Verdict, client_address
 from .maintenance import Maintenance
@@ -264,7 +264,9 @@ class Engine:
         language = language_key(headers.get("accept-language"))
         locale = self._locales.get(language)
         if locale is None:
-            locale = negotiate_locale(language, LOCALES, self.config.default_locale)
+            # The shipped locales and those a theme adds (template_dir/locales/).
+            names = self.renderer.locale_names
+            locale = negotiate_locale(language, names, self.config.default_locale)
             if len(self._locales) >= _LOCALE_CACHE:
                 self._locales.clear()
             self._locales[language] = locale
