@@ -120,9 +120,7 @@ class GracefailMiddleware:
             setattr(request, _STATE, (self, owner, time.time()))
         if owner is self.engine and request.path_info == self.beacon_path:
             view = environ_view(request.META, path=escape_uri_path(request.path))
-            return _response(
-                owner.answer_beacon(view, content_length(view.headers), request.read)
-            )
+            return _response(owner.answer_beacon(view, content_length(view.headers), request.read))
         if owner is self.engine and request.path_info in self.engine.worker_paths:
             return _response(owner.answer_worker(environ_view(request.META, path=request.path)))
         return None
@@ -136,9 +134,7 @@ class GracefailMiddleware:
         _, owner, began = getattr(request, _STATE)
         view = _view(request)
         app_headers = list(response.items())
-        if owner is not self.engine or not owner.replaces_app_response(
-            view.headers, app_headers
-        ):
+        if owner is not self.engine or not owner.replaces_app_response(view.headers, app_headers):
             return response
         failure = owner.failure_for_status(status)
         reply = _page(owner.serve(failure, view, app_headers=app_headers, started=began))
