@@ -35,7 +35,7 @@ const context = {
   document: {getElementById: (id) => nodes[id] || null},
   setTimeout: (fn, ms) => { timers.push([fn, ms]); return timers.length; },
   fetch: () => Promise.resolve({status: 503}),
-  location: {replace: () => { throw new Error("no navigation expected"); }},
+  location: {pathname: "/shop", search: "", replace: () => { throw new Error("no navigation expected"); }},
   Math, JSON, Intl,
   Date: class extends Date {
     constructor(...args) { if (args.length) { super(...args); } else { super(input.now); } }
@@ -46,8 +46,8 @@ vm.createContext(context);
 let last = null;
 for (let page = 0; page < input.pages; page++) {
   nodes = {
-    "gf-maintenance": {textContent: input.settings},
-    "gf-state": {textContent: ""},
+    "gf-config": {textContent: input.settings},
+    "gf-live": {textContent: ""},
     "gf-end": {textContent: ""},
   };
   timers = [];
@@ -62,7 +62,7 @@ setTimeout(() => {
   console.log(JSON.stringify({
     firsts,
     end: last.nodes["gf-end"].textContent,
-    state: last.nodes["gf-state"].textContent,
+    state: last.nodes["gf-live"].textContent,
     retries: last.timers.length,
   }));
 }, 0);
@@ -84,7 +84,7 @@ def test_ten_thousand_pages_waiting_for_one_end_come_back_spread_out() -> None:
     page = body.decode()
     script = re.search(r"<script>(.*?)</script>", page, re.S)
     settings = re.search(
-        r'<script type="application/json" id="gf-maintenance">(.*?)</script>', page, re.S
+        r'<script type="application/json" id="gf-config">(.*?)</script>', page, re.S
     )
     assert script is not None
     assert settings is not None

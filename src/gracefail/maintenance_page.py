@@ -8,13 +8,22 @@ its client address (through ``trusted_proxies``, as for beacons) against
 ``maintenance_allow``, and the adapter's own user check (Django staff, a Flask
 callable). Allowed requests reach the app and carry ``X-Gracefail-Maintenance: on``.
 
-The page is one self-contained document like the failure page: inline style and
-script allowed by hash, no request to another URL. It shows the planned end in the
-reader's local time (the script formats an ISO time; the server guesses no locale),
-and probes first at the planned end plus a random share of ``SPREAD`` seconds, so the
-pages waiting for one end do not all return in the same second; then with capped,
-fully jittered backoff. Pages of unsafe methods never resubmit: they probe the health
-URL and offer a link.
+The page is the failure page's: the same Jinja environment and ``base.html`` (through a
+theme's ``page.html`` when ``Config.template_dir`` has one that extends it, or the theme's
+own ``maintenance.html``), the same ``page.css``, brand, status link and locales, chosen
+from ``Accept-Language`` as the failure page's are. Each variant (locale, safe method,
+with or without a planned end, with or without a message) is rendered once, at its first
+use, with placeholders where a request's values go; a request only splices in its
+incident id, URL, end and message, each escaped for where it lands. One self-contained
+document: inline style and script allowed by hash, no request to another URL.
+
+It shows the planned end in the reader's local time (the script formats an ISO time; the
+server guesses no time zone), and probes first at the planned end plus a random share of
+``SPREAD`` seconds, so the pages waiting for one end do not all return in the same
+second; then with capped, fully jittered backoff. Pages of unsafe methods never
+resubmit: they probe the health URL and say when the site is back.
+
+Problem+json and plain text stay English (their fields are for programs and terminals).
 """
 
 from __future__ import annotations
@@ -24,18 +33,31 @@ import hashlib
 import html
 import ipaddress
 import json
+import logging
 import math
+import re
+import threading
 import time
 import zlib
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Final
+from importlib import resources
+from typing import Any, Final
 
-from .config import Config
+import jinja2
+from markupsafe import Markup, escape
+
+from .config import LOCALES, Config
 from .guard import client_address
-from .maintenance import Maintenance, MaintenanceWatch
+from .locales import LocaleError, Wording
+from .locales import load as load_wording
+from .maintenance import MAX_MESSAGE, Maintenance, MaintenanceWatch
+from .negotiate import language_key, negotiate_locale
+from .render import MAX_ECHOED_URL, PAGE_BUDGET, PageBody, Slotted
 
 __all__ = ["BANNER", "SPREAD", "MaintenanceGate", "first_probe_delay"]
+
+log = logging.getLogger("gracefail")
 
 BANNER: Final = ("x-gracefail-maintenance", "on")
 """The header an allowed request's response carries while maintenance is on."""
@@ -44,35 +66,59 @@ SPREAD: Final = 60
 """Seconds over which the pages waiting for one planned end come back (uniformly):
 10,000 pages put about 167 (1.7%) in the busiest second."""
 
+TEMPLATE: Final = "maintenance.html"
+"""The template's name: a theme's ``template_dir/maintenance.html`` replaces the built-in one."""
+
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-_STYLE: Final = (
-    "body{font:16px/1.5 system-ui,sans-serif;margin:0;color:#1f2937;background:#f8fafc}"
-    "main{max-width:36rem;margin:12vh auto;padding:0 1.25rem}"
-    "h1{font-size:1.6rem;line-height:1.25;margin:0 0 1rem}"
-    ".brand{font-weight:600;color:var(--c)}"
-    ".note{background:#fff;border-left:4px solid var(--c);padding:.75rem 1rem;margin:1rem 0}"
-    "small{color:#4b5563}a{color:var(--c)}"
-    "@media (prefers-color-scheme:dark){body{background:#111827;color:#e5e7eb}"
-    ".note{background:#1f2937}small{color:#9ca3af}}"
+# (locale, safe, has an end, has a message)
+_Key = tuple[str, bool, bool, bool]
+
+# Placeholders: private-use characters that no template filter or escaper touches (the
+# render module's convention; its own set is private to it).
+_INCIDENT: Final = "\ue000incident\ue001"
+_URL_ATTR: Final = "\ue000url-attr\ue001"
+_MESSAGE: Final = "\ue000message\ue001"
+_ENDS: Final = "\ue000ends\ue001"
+_ENDS_UTC: Final = "\ue000ends-utc\ue001"
+_RETRY_AFTER: Final = "\ue000retry-after\ue001"
+_REFRESH: Final = "\ue000refresh\ue001"
+_SLOT: Final = re.compile("\ue000[a-z-]+\ue001")
+_SCRIPT_BLOCK: Final = re.compile(
+    r"<script(?![^>]*application/json)[^>]*>(.*?)</script>", re.S | re.I
 )
+_STYLE_BLOCK: Final = re.compile(r"<style[^>]*>(.*?)</style>", re.S | re.I)
+# The element the built-in maintenance.html's main block carries: without it in the page,
+# the theme's page.html is a whole page of its own, which has no room for maintenance.
+_MARK: Final = 'data-gf="maintenance"'
+# The shortest <noscript> refresh of a GET page: a no-script reader still comes back.
+NOSCRIPT_FLOOR: Final = 30
+_LOCALE_CACHE: Final = 512
+# The most bytes a message adds escaped: MAX_MESSAGE characters of up to 6 bytes (&quot;).
+_LONGEST_MESSAGE: Final = MAX_MESSAGE * 6
 
 # Reads its settings from the JSON block, formats the end in local time, and probes.
 _SCRIPT: Final = r"""(function () {
   "use strict";
-  var settings = JSON.parse(document.getElementById("gf-maintenance").textContent);
-  var status = document.getElementById("gf-state");
+  var settings = JSON.parse(document.getElementById("gf-config").textContent);
+  var status = document.getElementById("gf-live");
   var endNode = document.getElementById("gf-end");
   var endMs = settings.ends ? Date.parse(settings.ends) : null;
   if (endNode && endMs) {
+    // The reader's own conventions when they speak the page's language, else the page's.
+    var lang = typeof navigator !== "undefined" && navigator.language;
+    if (!lang || lang.split("-")[0] !== settings.locale.split("-")[0]) {
+      lang = settings.locale;
+    }
     try {
-      endNode.textContent = new Date(endMs).toLocaleString(undefined,
+      endNode.textContent = new Date(endMs).toLocaleString(lang,
         {dateStyle: "medium", timeStyle: "short"});
     } catch (error) {
       endNode.textContent = new Date(endMs).toLocaleString();
     }
   }
   var attempt = 0;
+  var late = false;
   function say(text) { if (status) { status.textContent = text; } }
   function backoff() {
     var ceiling = Math.min(settings.cap, settings.base * Math.pow(2, attempt));
@@ -84,13 +130,15 @@ _SCRIPT: Final = r"""(function () {
     if (endMs) { return Math.max(0, endMs - Date.now()) + spreadMs; }
     return settings.retryAfter * 1000 + spreadMs;
   }
+  // The page is served at the URL that failed: that is where it returns.
+  var here = location.pathname + location.search;
   function probe() {
-    var target = settings.safe ? settings.url : settings.health;
+    var target = settings.safe ? here : settings.health;
     var mark = (target.indexOf("?") < 0 ? "?" : "&") + "_gf=" + Date.now();
     fetch(target + mark, {cache: "no-store", credentials: "same-origin",
       headers: {"X-Gracefail-Probe": "1"}}).then(function (response) {
       if (response.status < 500) {
-        if (settings.safe) { location.replace(settings.url); return; }
+        if (settings.safe) { location.replace(here); return; }
         say(settings.backUnsafe);
         return;
       }
@@ -98,31 +146,11 @@ _SCRIPT: Final = r"""(function () {
     }, retry);
   }
   function retry() {
-    if (endMs && Date.now() > endMs) { say(settings.late); }
+    if (endMs && Date.now() > endMs && !late) { late = true; say(settings.late); }
     setTimeout(probe, backoff());
   }
   setTimeout(probe, firstDelay());
 })();"""
-
-_PAGE: Final = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width,initial-scale=1">
-<meta name="robots" content="noindex">
-<title>Planned maintenance - {brand}</title>
-<style>:root{{--c:{color}}}</style><style>{style}</style>
-{refresh}</head><body><main>
-<p class="brand">{brand}</p>
-<h1>We are carrying out planned maintenance</h1>
-<p>This is planned work, not a fault, and nothing you did caused it.</p>
-{message}{when}
-<p id="gf-state" role="status">{next}</p>
-{status_link}<p><a href="{retry_url}">Try again</a></p>
-<p><small>Reference: {incident}</small></p>
-</main>
-<script type="application/json" id="gf-maintenance">{settings}</script>
-<script>{script}</script>
-</body></html>
-"""
 
 
 def _sha256(text: str) -> str:
@@ -131,6 +159,43 @@ def _sha256(text: str) -> str:
 
 def _iso(moment: float) -> str:
     return datetime.fromtimestamp(moment, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _script_safe(text: str) -> str:
+    """JSON text that cannot end or confuse the ``<script>`` data block it sits in."""
+    return (
+        text.replace("<", "\\u003c")
+        .replace(">", "\\u003e")
+        .replace("&", "\\u0026")
+        .replace("\u2028", "\\u2028")
+        .replace("\u2029", "\\u2029")
+    )
+
+
+def _environment(config: Config, *, user: bool) -> jinja2.Environment:
+    """The failure page's Jinja environment (``render.Renderer._environment``'s loaders)."""
+    built_in = jinja2.PackageLoader("gracefail", "templates")
+    loaders: list[jinja2.BaseLoader] = [jinja2.PrefixLoader({"gracefail": built_in}), built_in]
+    if user and config.template_dir is not None:
+        loaders.insert(0, jinja2.FileSystemLoader(str(config.template_dir)))
+    return jinja2.Environment(
+        loader=jinja2.ChoiceLoader(loaders),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+
+
+def _page_css(color: str) -> str:
+    """page.css as the failure page inlines it: the accent first, indentation and
+    whole-line comments stripped (``render.Renderer.css``)."""
+    source = f":root{{--gf-accent:{color}}}\n" + (
+        resources.files("gracefail") / "assets" / "page.css"
+    ).read_text("utf-8")
+    lines = (line.strip() for line in source.splitlines())
+    return "\n".join(
+        line for line in lines if line and not (line.startswith("/*") and line.endswith("*/"))
+    )
 
 
 def first_probe_delay(remaining: float | None, retry_after: int, draw: float) -> float:
@@ -154,22 +219,17 @@ class MaintenanceGate:
         )
         self.paths: tuple[str, ...] = tuple(config.maintenance_paths)
         self.trusted: Sequence[str] = config.trusted_proxies
-        brand = config.brand
-        self._brand = html.escape(brand.name)
-        self._color = html.escape(brand.color)
-        self.csp = "; ".join(
-            (
-                "default-src 'none'",
-                "script-src " + _sha256(_SCRIPT),
-                "style-src "
-                + " ".join(sorted({_sha256(_STYLE), _sha256(f":root{{--c:{self._color}}}")})),
-                "connect-src 'self'",  # it probes its own origin only
-                "img-src data:",
-                "base-uri 'none'",
-                "form-action 'self'",
-                "frame-ancestors 'none'",
-            )
-        )
+        # Built at the first page: an app that never goes into maintenance pays nothing.
+        self._lock = threading.Lock()
+        self._wording: Wording | None = None
+        self._template: jinja2.Template | None = None
+        self._template_name = TEMPLATE
+        self._pages: dict[_Key, PageBody] = {}
+        self._hashes: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())
+        self._csp: str | None = None
+        self._locales: dict[str, str] = {}
+
+    # -- who passes ---------------------------------------------------------------
 
     def on(self) -> Maintenance | None:
         """The maintenance that is on, or None: what every request asks (no I/O)."""
@@ -200,6 +260,168 @@ class MaintenanceGate:
         share = zlib.crc32((client or "").encode()) % SPREAD
         return math.ceil(remaining) + share
 
+    # -- the page's words and variants ------------------------------------------------
+
+    @property
+    def wording(self) -> Wording:
+        """Every locale's strings: the shipped ones and a theme's (``template_dir/locales``)."""
+        if self._wording is None:
+            try:
+                wording = load_wording(LOCALES, self.config.template_dir)
+            except LocaleError:
+                # The renderer refused this theme at start-up already; here, never a 500.
+                log.exception("gracefail: the theme's locales failed; using the shipped ones")
+                wording = load_wording(LOCALES, None)
+            self._wording = wording
+        return self._wording
+
+    def locale(self, accept_language: str | None) -> str:
+        """The locale for an ``Accept-Language`` header, negotiated as the failure page's."""
+        language = language_key(accept_language)
+        found = self._locales.get(language)
+        if found is None:
+            found = negotiate_locale(language, self.wording.names, self.config.default_locale)
+            if len(self._locales) >= _LOCALE_CACHE:
+                self._locales.clear()
+            self._locales[language] = found
+        return found
+
+    @property
+    def csp(self) -> str:
+        """The page's Content-Security-Policy: the hashes of its one script and style.
+
+        The same for every variant of a template; should a theme make them differ, the
+        policy allows each variant's (every page rendered so far, and so the one just sent).
+        """
+        if self._csp is None:
+            self.page(self.config.default_locale, True, True, False)
+        assert self._csp is not None
+        return self._csp
+
+    def page(self, locale: str, safe: bool, has_end: bool, has_message: bool) -> PageBody:
+        """One variant of the page, rendered at its first use (placeholders to fill)."""
+        key = (locale, safe, has_end, has_message)
+        found = self._pages.get(key)
+        if found is not None:
+            return found
+        with self._lock:
+            found = self._pages.get(key)
+            if found is None:
+                found = self._render(key)
+                self._pages[key] = found
+            return found
+
+    def _render(self, key: _Key) -> PageBody:
+        if self._template is None:
+            self._template = self._environment_template(user=True)
+        try:
+            return self._render_with(self._template, key)
+        except Exception:
+            if self.config.template_dir is None:
+                raise
+            log.exception(
+                "gracefail: the maintenance page of the theme in %s failed; "
+                "serving the built-in one instead",
+                self.config.template_dir,
+            )
+            self._template = self._environment_template(user=False)
+            self._pages.clear()  # every variant from the same template, one CSP
+            self._hashes = (frozenset(), frozenset())
+            return self._render_with(self._template, key)
+
+    def _environment_template(self, *, user: bool) -> jinja2.Template:
+        template = _environment(self.config, user=user).get_template(TEMPLATE)
+        self._template_name = template.filename or template.name or TEMPLATE
+        return template
+
+    def _render_with(self, template: jinja2.Template, key: _Key) -> PageBody:
+        locale, safe, has_end, has_message = key
+        config = self.config
+        table = self.wording.table
+        strings = {
+            name: text.replace("{brand}", config.brand.name)
+            for name, text in table.get(locale, table["en"]).items()
+        }
+        # What base.html and a theme's page.html may read beside the maintenance strings.
+        strings.setdefault("title_503", strings["maintenance_title"])
+        settings: dict[str, Any] = {
+            "ends": _ENDS if has_end else None,
+            "spread": SPREAD,
+            "retryAfter": _RETRY_AFTER,
+            "base": config.retry.base,
+            "cap": config.retry.cap,
+            "safe": safe,
+            "health": config.health_url,
+            "locale": locale,
+            "late": strings["maintenance_late"],
+            "backUnsafe": strings["maintenance_back_unsafe"],
+        }
+        config_json = _script_safe(
+            json.dumps(settings, ensure_ascii=False, separators=(",", ":"))
+        ).replace(f'"{_RETRY_AFTER}"', _RETRY_AFTER)
+        values = {
+            "lang": locale,
+            "t": strings,
+            "status": 503,
+            "safe": safe,
+            "brand": config.brand,
+            "status_page_url": config.status_page_url,
+            "status_api_url": config.status_api_url,
+            "incident": _INCIDENT,
+            "explain": escape(strings["maintenance_explain"]),
+            # After a POST the link leads to the site, never back into the form's target.
+            "retry_url": Markup(_URL_ATTR if safe else "/"),  # noqa: S704 - placeholder or "/"
+            "message": _MESSAGE if has_message else "",
+            "ends": _ENDS if has_end else None,
+            "ends_utc": _ENDS_UTC,
+            "css": Markup(_page_css(config.brand.color)),  # noqa: S704 - our own asset
+            "js": Markup(_SCRIPT),  # noqa: S704 - our own script
+            "config_json": Markup(config_json),  # noqa: S704 - JSON escaped for <script>
+            "noscript_refresh": _REFRESH,
+            "retry_after": _RETRY_AFTER,
+            "debug_detail": None,
+        }
+        text = template.render(layout="page.html", **values)
+        if _MARK not in text:
+            # The theme's page.html is a whole page with no blocks to fill: use base.html
+            # (the theme's style, header and footer are then not applied).
+            text = template.render(layout="gracefail/base.html", **values)
+        scripts = _SCRIPT_BLOCK.findall(text)
+        styles = _STYLE_BLOCK.findall(text)
+        if any(_SLOT.search(block) for block in [*scripts, *styles]):
+            raise ValueError(
+                f"gracefail: {self._template_name} puts a per-request value inside a "
+                "<script> or <style>: its CSP hash would change with every request"
+            )
+        # Measured with the longest message and URL a request can bring: it must fit.
+        size = len(text.encode()) + (_LONGEST_MESSAGE if has_message else 0)
+        size += MAX_ECHOED_URL if safe else 0
+        if size > PAGE_BUDGET:
+            log.warning(
+                "gracefail: the %s/%s maintenance page can reach %s bytes, over the 16 KB budget",
+                locale,
+                "GET" if safe else "POST",
+                f"{size:,}",
+            )
+        scripts_seen = self._hashes[0] | {_sha256(block) for block in scripts}
+        styles_seen = self._hashes[1] | {_sha256(block) for block in styles}
+        self._hashes = (scripts_seen, styles_seen)
+        self._csp = "; ".join(
+            (
+                "default-src 'none'",
+                "script-src " + (" ".join(sorted(scripts_seen)) or "'none'"),
+                "style-src " + (" ".join(sorted(styles_seen)) or "'none'"),
+                "img-src data:",
+                "connect-src 'self'",  # it probes its own origin only
+                "base-uri 'none'",
+                "form-action 'self'",
+                "frame-ancestors 'none'",
+            )
+        )
+        return PageBody(text=Slotted(text), csp=self._csp)
+
+    # -- per request ------------------------------------------------------------
+
     def body(
         self,
         kind: str,
@@ -210,8 +432,13 @@ class MaintenanceGate:
         url: str,
         retry_after: int,
         now: float | None = None,
+        accept_language: str | None = None,
     ) -> tuple[bytes, str]:
-        """The reply's body and content type for ``kind`` (html, json, text)."""
+        """The reply's body and content type for ``kind`` (html, json, text).
+
+        ``accept_language``: the request's header, which picks the page's locale (the
+        JSON and text replies are English). The page's CSP is :attr:`csp`.
+        """
         now = time.time() if now is None else now
         # Rounded up: a page never probes before the planned end.
         ends = None if state.ends is None else _iso(math.ceil(state.ends))
@@ -239,66 +466,17 @@ class MaintenanceGate:
             if self.config.status_page_url:
                 lines.append(f"Status: {self.config.status_page_url}")
             return ("\n".join(lines) + "\n").encode(), "text/plain; charset=utf-8"
-        return self._page(state, ends, incident, safe, url, retry_after), "text/html; charset=utf-8"
-
-    def _page(
-        self,
-        state: Maintenance,
-        ends: str | None,
-        incident: str,
-        safe: bool,
-        url: str,
-        retry_after: int,
-    ) -> bytes:
-        settings = {
-            "ends": ends,
-            "spread": SPREAD,
-            "retryAfter": retry_after,
-            "base": self.config.retry.base,
-            "cap": self.config.retry.cap,
-            "safe": safe,
-            "url": url or "/",
-            "health": self.config.health_url,
-            "late": "It is taking longer than planned. This page keeps checking and "
-            "returns by itself.",
-            "backUnsafe": "The site is back. What you sent was not submitted again: "
-            "go back and send it once more if you still need to.",
+        page = self.page(self.locale(accept_language), safe, ends is not None, bool(state.message))
+        target = url or "/"
+        link = html.escape(target[: MAX_ECHOED_URL + 1])
+        values = {
+            _INCIDENT: html.escape(incident),
+            # Too long to echo: href="" is the page's own URL, the same one.
+            _URL_ATTR: link if len(link) <= MAX_ECHOED_URL else "",
+            _MESSAGE: html.escape(state.message),
+            _ENDS: ends or "",
+            _ENDS_UTC: (ends or "").replace("T", " ").replace("Z", " UTC"),
+            _RETRY_AFTER: str(retry_after),
+            _REFRESH: str(max(retry_after, NOSCRIPT_FLOOR)),
         }
-        # "<" escaped: the JSON cannot close its script element.
-        data = json.dumps(settings).replace("<", "\\u003c")
-        message = f'<p class="note">{html.escape(state.message)}</p>\n' if state.message else ""
-        if ends:
-            when = (
-                f'<p>Expected back: <time id="gf-end" datetime="{ends}">'
-                f"{ends.replace('T', ' ').replace('Z', '')} UTC</time>.</p>\n"
-            )
-        else:
-            when = "<p>We will be back as soon as the work is done.</p>\n"
-        refresh = (
-            f'<noscript><meta http-equiv="refresh" content="{max(retry_after, 30)}"></noscript>\n'
-            if safe
-            else ""
-        )
-        status_link = (
-            f'<p><a href="{html.escape(self.config.status_page_url)}" rel="noopener">'
-            "Status page</a></p>\n"
-            if self.config.status_page_url
-            else ""
-        )
-        page = _PAGE.format(
-            brand=self._brand,
-            color=self._color,
-            style=_STYLE,
-            refresh=refresh,
-            message=message,
-            when=when,
-            next="This page returns to the site by itself when the work is done."
-            if safe
-            else "What you sent may not have gone through; it will not be sent again.",
-            status_link=status_link,
-            retry_url=html.escape(url or "/"),
-            incident=html.escape(incident),
-            settings=data,
-            script=_SCRIPT,
-        )
-        return page.encode()
+        return page.text.fill_bytes(values), "text/html; charset=utf-8"
