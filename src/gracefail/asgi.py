@@ -43,7 +43,7 @@ except ImportError:  # pragma: no cover - plain asyncio servers without anyio
 
 from .classify import Failure
 from .config import Config, ConfigError, config_from
-from .core import Engine, Reply
+from .core import OWNER, Engine, Reply
 from .maintenance_page import BANNER
 from .views import content_length, decode_headers, scope_headers, scope_view
 
@@ -64,7 +64,7 @@ class _Exchange:
         "began", "deadline", "downstream", "engine", "held", "replacing", "scope", "started"
     )  # fmt: skip
 
-    def __init__(self, engine: Engine, scope: Scope, downstream: Send) -> None:
+    def __init__(self, engine: Engine, scope: Scope, downstream: Send, began: float) -> None:
         self.engine = engine
         self.scope = scope
         self.downstream = downstream
@@ -72,11 +72,19 @@ class _Exchange:
         self.held: list[Message] | None = None
         self.replacing = 0
         self.deadline: _Deadline | None = None
-        self.began = time.time()
+        self.began = began
 
     def send(self, message: Message) -> Awaitable[None]:
         if self.started:
             return self.downstream(message)
+        if message["type"] == "http.response.start":
+            status = message["status"]
+            if status != 500 and status != 502 and status != 504:
+                # The happy path: no coroutine of ours, the server's own awaitable.
+                if self.deadline is not None:
+                    self.deadline.disarm()
+                self.started = True
+                return self.downstream(message)
         return self._before_start(message)
 
     async def _before_start(self, message: Message) -> None:
@@ -278,6 +286,8 @@ class GracefailMiddleware:
             return
         self.beacon_path = self.engine.beacon_path
         self.worker_paths = self.engine.worker_paths
+        # The paths gracefail answers itself: one set lookup per request.
+        self.own_paths = frozenset({self.beacon_path, *self.worker_paths})
         self.timeout = self.engine.config.timeout
         self.maintenance = self.engine.maintenance
 
@@ -291,28 +301,66 @@ class GracefailMiddleware:
             else:
                 await self.app(scope, receive, send)
             return
-        if self.engine.claim(scope) is not self.engine:
+        engine = self.engine
+        # Engine.claim inlined: the owner mark, set by the outermost gracefail.
+        if scope.setdefault(OWNER, engine) is not engine and engine.claim(scope) is not engine:
             await self.app(scope, receive, send)
             return
-        if scope["path"] == self.beacon_path:
-            await self._beacon(scope, receive, send)
-            return
-        if scope["path"] in self.worker_paths:
-            await send_reply(send, self.engine.answer_worker(scope_view(scope)))
+        if scope["path"] in self.own_paths:
+            if scope["path"] == self.beacon_path:
+                await self._beacon(scope, receive, send)
+            else:
+                await send_reply(send, engine.answer_worker(scope_view(scope)))
             return
         gate = self.maintenance
         if gate is not None and gate.on() is not None:
-            reply = self.engine.maintenance_reply(scope_view(scope))
+            reply = engine.maintenance_reply(scope_view(scope))
             if reply is not None:
                 await send_reply(send, reply)
                 return
             send = _with_banner(send)
-        exchange = _Exchange(self.engine, scope, send)
+        if self.timeout is not None:
+            await self._call_with_deadline(scope, receive, send)
+            return
+        # The happy path costs what a status-reading pass-through costs: one closure
+        # that is not a coroutine (it returns the server's own awaitables). The state
+        # of a held or replaced response is built only when a 500/502/504 starts or
+        # the app raises.
+        began = time.time()
+        started = False
+        exchange: _Exchange | None = None
+
+        def watched(message: Message) -> Awaitable[None]:
+            nonlocal started, exchange
+            if started:
+                return send(message)
+            if exchange is None:
+                if message["type"] != "http.response.start":
+                    return send(message)
+                status = message["status"]
+                if status != 500 and status != 502 and status != 504:
+                    started = True
+                    return send(message)
+                exchange = _Exchange(engine, scope, send, began)
+            return exchange.send(message)
+
         try:
-            if self.timeout is None:
-                await self.app(scope, receive, exchange.send)
-            else:
-                await _run_with_deadline(self.app, scope, receive, exchange, self.timeout)
+            await self.app(scope, receive, watched)
+        except Exception as exc:
+            if started:
+                raise
+            if exchange is None:
+                exchange = _Exchange(engine, scope, send, began)
+            await exchange.failed(exc)
+            return
+        if exchange is not None and exchange.held is not None:
+            await exchange.finish()
+
+    async def _call_with_deadline(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``Config.timeout`` set: the exchange exists from the start, for its deadline."""
+        exchange = _Exchange(self.engine, scope, send, time.time())
+        try:
+            await _run_with_deadline(self.app, scope, receive, exchange, self.timeout or 0.0)
         except Exception as exc:
             await exchange.failed(exc)
             return
