@@ -73,7 +73,6 @@ threads do.
 
 from __future__ import annotations
 
-import functools
 import math
 import random
 import threading
@@ -117,6 +116,11 @@ _GRADIENT_MIN: Final = 0.5
 _GRADIENT_MAX: Final = 2.0
 # Latencies kept per window (the most recent): sorting them is the window's whole cost.
 _WINDOW_SAMPLES: Final = 512
+# Seconds by which a request's start (the adapter's clock) may seem to precede the
+# measurement it belongs to (this module's clock): rounding, two clock readings.
+_CLOCK_SLACK: Final = 0.001
+# Peers whose trust is remembered per guard (they are the proxies; more means a flood).
+_TRUST_CACHE: Final = 256
 # A stamp longer than this is no stamp (float() of a huge string costs its length).
 _MAX_STAMP: Final = 40
 
@@ -456,7 +460,7 @@ class AdaptiveLimiter(Limiter):
             if not self.measuring:
                 self._samples.append(latency)
                 return
-            if now - latency < self._measure_started:
+            if now - latency < self._measure_started - _CLOCK_SLACK:
                 return  # admitted before the measurement, under the higher limit
             self._measured.append(latency)
             if len(self._measured) < self.policy.min_rtt_samples:
@@ -524,17 +528,18 @@ def parse_queue_stamp(value: str) -> float | None:
     told by the magnitude. With several comma-separated stamps, the last (the nearest
     proxy's) is read.
     """
-    text = value.rpartition(",")[2].strip()
-    if text[:2] in ("t=", "T="):
+    if "," in value:
+        value = value.rpartition(",")[2]
+    text = value.strip()
+    if text.startswith(("t=", "T=")):
         text = text[2:]
-    if not text or len(text) > _MAX_STAMP or not text[0].isdigit():
+    if not 0 < len(text) <= _MAX_STAMP or not text[0].isdigit():
         return None
     try:
         number = float(text)
     except ValueError:
         return None
-    if not math.isfinite(number):
-        return None
+    # NaN compares false with everything and infinity is above every bound: both None.
     if number < 1e11:
         return number
     if number < 1e14:
@@ -553,7 +558,6 @@ def stamp_header(headers: Mapping[str, str]) -> str | None:
     return stamp if stamp is not None else headers.get("x-queue-start")
 
 
-@functools.lru_cache(maxsize=1024)
 def _peer_trusted(peer: str, trusted: tuple[str, ...]) -> bool:
     # The peer address as guard.client_address reads it, against the same networks.
     address = _address(peer)
@@ -666,6 +670,8 @@ class OverloadGuard:
         self._exact = frozenset(path.rstrip("/") or "/" for path in policy.never_shed)
         self._prefixes = tuple(path.rstrip("/") + "/" for path in policy.never_shed)
         self._skew_s = policy.stamp_skew_ms / 1000.0
+        self._max_age = policy.stamp_max_age
+        self._trusts: dict[str, bool] = {}
         self._lock = threading.Lock()
         self._anonymous = count()
         self.queue_ms: float | None = None
@@ -732,7 +738,13 @@ class OverloadGuard:
     def waited_ms(self, stamp: str, peer: str | None) -> float | None:
         """How long the request waited since the proxy stamped it (ms), or None if the
         stamp is ignored (untrusted peer, unreadable, in the future, absurdly old: counted)."""
-        if peer is None or not self.trusted or not _peer_trusted(peer, self.trusted):
+        trusted = self._trusts.get(peer) if peer is not None else False
+        if trusted is None:
+            assert peer is not None
+            if len(self._trusts) >= _TRUST_CACHE:
+                self._trusts.clear()  # peers are the proxies: a flood of others starts over
+            trusted = self._trusts[peer] = _peer_trusted(peer, self.trusted)
+        if not trusted:
             self._count("stamps_untrusted")
             return None
         at = parse_queue_stamp(stamp)
@@ -743,7 +755,7 @@ class OverloadGuard:
         if waited < -self._skew_s:
             self._count("stamps_future")
             return None
-        if waited > self.policy.stamp_max_age:
+        if waited > self._max_age:
             self._count("stamps_absurd")
             return None
         waited_ms = max(0.0, waited * 1000.0)
