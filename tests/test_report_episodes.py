@@ -103,6 +103,7 @@ EXPECTED_GATEWAY: dict[str, Any] = {
     "user_minutes_lost": round((60 + 90 + 15) / 60, 2),
     "top_routes": [{"route": "/checkout", "failures": 4}, {"route": "/", "failures": 3}],
     "ongoing": False,
+    "planned": False,
 }
 EXPECTED_APP: dict[str, Any] = {
     "start": "2024-05-01T10:00:00Z",
@@ -125,6 +126,7 @@ EXPECTED_APP: dict[str, Any] = {
     "user_minutes_lost": round((10 + 20 + 30 + 40) / 60, 2),
     "top_routes": [{"route": "/checkout", "failures": 7}, {"route": "/items/{id}", "failures": 2}],
     "ongoing": False,
+    "planned": False,
 }
 
 
@@ -218,6 +220,8 @@ def test_episodes_in_table_csv_and_html(tmp_path: Path) -> None:
     assert cells["episode.source", "2024-05-01T10:00:00Z"] == "app"
     assert cells["episode.time_to_recovery_s.p90", "2024-05-01T10:00:00Z"] == "28.1"
     assert cells["episode.ongoing", "2024-05-01T10:00:00Z"] == "false"
+    assert cells["episode.planned", "2024-05-01T10:00:00Z"] == "false"
+    assert ("planned_episodes_total", "") not in cells, "no planned downtime, no rows for it"
 
     page = generate(store, fmt="html", **WINDOW)
     assert page.count('aria-label="Outage episodes over the window, coloured by source"') == 1

@@ -10,7 +10,8 @@ Definitions (UTC throughout):
   page's own probes, which are never counted as failures.
 * ``planned``: maintenance pages served to users' requests during planned downtime
   (cause ``maintenance``, :mod:`gracefail.maintenance`): reported beside the outages,
-  never counted among failures, routes, episodes or spikes.
+  never counted among failures, routes, outage episodes or spikes. Its runs are
+  ``planned_episodes`` (grouped by the same gap, each marked ``planned``).
 * A *page view* is an incident with at least one beacon in the window;
   ``pages_shown`` counts those whose ``shown`` beacon arrived. Its route and
   its source are those of the failure that served it.

@@ -6,10 +6,15 @@ stretch ends it. Grouping is done in SQL (``LAG`` and a running ``SUM``, the sam
 on SQLite and PostgreSQL), so only one row per episode and breakdown leaves the
 database. Page views count in the episode of the failure that served them.
 Episodes are cut at the window's edges.
+
+The maintenance pages of planned downtime (cause ``maintenance``) never join an outage:
+they are grouped apart, by the same gap, into episodes marked ``planned``
+(``find_episodes(..., planned=True)``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -143,9 +148,17 @@ WHERE fm.episode >= ? GROUP BY fm.episode""",
 
 
 def find_episodes(
-    scope: Scope, gap_s: float, limit: int = EPISODE_LIMIT
+    scope: Scope, gap_s: float, limit: int = EPISODE_LIMIT, *, planned: bool = False
 ) -> tuple[tuple[Episode, ...], int]:
-    """The newest ``limit`` episodes in the scope (newest first), and how many there are."""
+    """The newest ``limit`` episodes in the scope (newest first), and how many there are.
+
+    ``planned``: the episodes of planned maintenance (its pages, cause ``maintenance``)
+    instead of the outages; each is marked :attr:`Episode.planned`.
+    """
+    if planned:
+        scope = dataclasses.replace(scope, where=scope.planned)
+    # An outage's statuses always list 502 and 504; planned downtime's are its 503s.
+    zero: dict[str, int] = {} if planned else {"502": 0, "504": 0}
     found = _Episodes(scope, gap_s)
     spans = found.spans()
     if not spans:
@@ -157,7 +170,7 @@ def find_episodes(
     sources: dict[int, dict[str, int]] = {}
     for episode, status, cause, source, count in found.breakdown(oldest):
         key, n = int(episode), int(count)
-        by_status = statuses.setdefault(key, {"502": 0, "504": 0})
+        by_status = statuses.setdefault(key, dict(zero))
         by_status[str(status)] = by_status.get(str(status), 0) + n
         by_cause = causes.setdefault(key, {})
         by_cause[str(cause)] = by_cause.get(str(cause), 0) + n
@@ -181,7 +194,7 @@ def find_episodes(
                 start=_moment(first),
                 end=end,
                 failures=int(count),
-                by_status=statuses.get(key, {"502": 0, "504": 0}),
+                by_status=statuses.get(key, dict(zero)),
                 by_cause=_sorted(causes.get(key, {})),
                 by_source=_with_sources(by_source),
                 top_routes=tuple(routes.get(key, ())),
@@ -194,6 +207,7 @@ def find_episodes(
                 ),
                 user_minutes_lost=round((0.0 if lost is None else float(lost)) / 60000.0, 2),
                 ongoing=until - end < gap,
+                planned=planned,
             )
         )
     return tuple(episodes), len(spans)

@@ -60,6 +60,8 @@ flex-wrap:wrap;gap:14px;margin:8px 0 0;font-size:13px;color:var(--muted)}.gfr .s
 inline-block;width:12px;height:12px;border-radius:2px;vertical-align:-1px;margin-right:5px}
 .gfr .sw-app{background:#2563eb}.gfr .sw-gateway{background:#d97706}.gfr .sw-worker{
 background:#7c3aed}.gfr .sw-mixed{background:linear-gradient(#2563eb 50%,#d97706 50%)}
+.gfr .sw-planned{background:repeating-linear-gradient(45deg,#6b7280 0 2px,#e5e7eb 2px 5px)}
+.gfr .tag.planned{background:#e5e7eb;color:#374151}
 .gfr .sw-spike{background:#dc2626}.gfr .sw-base{background:none;border-top:2px dashed #111827;
 height:0;width:16px;vertical-align:3px}.gfr form.controls{display:flex;flex-wrap:wrap;gap:8px
 14px;align-items:end;margin:0 0 18px;background:#fff;border:1px solid var(--line);
@@ -200,6 +202,11 @@ def _bars_svg(
 
 def _episode_tip(episode: Episode) -> str:
     sources = ", ".join(f"{k} {v}" for k, v in episode.by_source.items())
+    if episode.planned:
+        return (
+            f"planned maintenance (not an outage), {iso(episode.start)} for "
+            f"{seconds(episode.duration_s)}: {episode.failures} maintenance pages ({sources})"
+        )
     return (
         f"{iso(episode.start)} for {seconds(episode.duration_s)}: {episode.failures} failures "
         f"({sources}), {episode.outcomes.pages_shown} pages shown, "
@@ -218,11 +225,29 @@ def _timeline_svg(report: Report) -> str:
     def x(moment: datetime) -> float:
         return left + max(0.0, min(1.0, (moment - since).total_seconds() / span)) * plot_w
 
+    label = "Outage episodes over the window, coloured by source"
+    if report.planned_episodes:
+        label += "; planned maintenance hatched grey"
     parts = [
-        f'<svg viewBox="0 0 {width} {height}" role="img" '
-        'aria-label="Outage episodes over the window, coloured by source">',
+        f'<svg viewBox="0 0 {width} {height}" role="img" aria-label="{label}">',
         f'<rect x="{left}" y="{top}" width="{plot_w}" height="{bar_h}" fill="#f3f4f6"/>',
     ]
+    if report.planned_episodes:
+        # Planned maintenance behind the outages, hatched: downtime, but not an outage.
+        parts.append(
+            '<defs><pattern id="gfr-planned" width="6" height="6" '
+            'patternUnits="userSpaceOnUse" patternTransform="rotate(45)">'
+            '<rect width="6" height="6" fill="#e5e7eb"/>'
+            '<rect width="2" height="6" fill="#6b7280"/></pattern></defs>'
+        )
+    for episode in report.planned_episodes:
+        start = x(episode.start)
+        bar_w = max(x(episode.end) - start, 3.0)
+        parts.append(
+            f'<rect x="{start:.1f}" y="{top}" width="{bar_w:.1f}" height="{bar_h}" '
+            'fill="url(#gfr-planned)" data-planned="true">'
+            f"<title>{_esc(_episode_tip(episode))}</title></rect>"
+        )
     for episode in report.episodes:
         start = x(episode.start)
         bar_w = max(x(episode.end) - start, 3.0)
@@ -291,6 +316,37 @@ def _sources_table(report: Report) -> str:
         "<th class=n>Recovered</th><th class=n>Abandoned</th><th class=n>Gave up</th>"
         "<th class=n>Recovery p50</th><th class=n>Recovery p90</th></tr></thead>"
         f"<tbody>{rows}</tbody></table>"
+    )
+
+
+def _planned_table(report: Report) -> str:
+    """The episodes of planned maintenance, each marked planned: not outages."""
+    if not report.planned_episodes:
+        return ""
+    rows = []
+    for e in report.planned_episodes:
+        routes = "<br>".join(f"{_esc(r.route)} ({r.failures})" for r in e.top_routes)
+        ongoing = '<span class="tag">ongoing</span>' if e.ongoing else ""
+        rows.append(
+            f"<tr><td>{_esc(iso(e.start)[:16].replace('T', ' '))}"
+            f'<span class="tag planned">planned</span>{ongoing}</td>'
+            f"<td class=n>{_esc(seconds(e.duration_s))}</td>"
+            f'<td class=src><span class="sw sw-planned"></span>{_esc(e.source)}</td>'
+            f"<td class=n>{e.failures}</td><td>{routes}</td></tr>"
+        )
+    more = ""
+    if report.planned_episodes_total > len(report.planned_episodes):
+        more = (
+            f'<p class="note">The {len(report.planned_episodes)} newest of '
+            f"{report.planned_episodes_total} planned episodes.</p>"
+        )
+    return (
+        "<h2>Planned maintenance episodes</h2>"
+        '<table class="small"><thead><tr><th>Started (UTC)</th><th class=n>Lasted</th>'
+        "<th>Source</th><th class=n>Maintenance pages</th><th>Top routes</th>"
+        f"</tr></thead><tbody>{''.join(rows)}</tbody></table>{more}"
+        '<p class="note">Planned downtime: runs of maintenance pages, grouped by the same '
+        "gap; not counted as outages, failures or user-minutes lost.</p>"
     )
 
 
@@ -394,6 +450,8 @@ def render_fragment(report: Report, title: str = "gracefail report", controls: s
         (seconds(ttr.p90), "time to recovery, p90"),
         (f"{report.user_minutes_lost:.1f}", "user-minutes lost"),
     ]
+    if report.planned_episodes_total:
+        tiles.insert(2, (report.planned_episodes_total, "planned maintenance episodes"))
     series = _Series(report)
     route_rows = "".join(
         f"<tr><td>{_esc(r.route)}</td><td class=n>{r.failures}</td>"
@@ -420,7 +478,12 @@ def render_fragment(report: Report, title: str = "gracefail report", controls: s
         marked=series.marked,
         baseline=series.baseline,
     )
-    timeline = _timeline_svg(report) if report.episodes else ""
+    timeline = _timeline_svg(report) if report.episodes or report.planned_episodes else ""
+    planned_legend = (
+        '\n<span><span class="sw sw-planned"></span>planned maintenance (not an outage)</span>'
+        if report.planned_episodes
+        else ""
+    )
     gap = f"{report.episode_gap_s / 60:g}"
     comparison = _comparison_html(report.comparison) if report.comparison else ""
     return f"""<div class="gfr">
@@ -438,10 +501,11 @@ def render_fragment(report: Report, title: str = "gracefail report", controls: s
 <p class="legend"><span><span class="sw sw-app"></span>app</span>
 <span><span class="sw sw-gateway"></span>gateway</span>
 <span><span class="sw sw-worker"></span>worker</span>
-<span><span class="sw sw-mixed"></span>several sources (stacked by share)</span></p>
+<span><span class="sw sw-mixed"></span>several sources (stacked by share)</span>{planned_legend}</p>
 <p class="note">An episode is a run of failures with no quiet gap longer than {gap} minutes;
 its page views are those its failures served. Newest first.</p></div>
 {_episodes_table(report)}
+{_planned_table(report)}
 <h2>Time to recovery</h2>
 <div class="card">{ttr_chart}
 <p class="note">Recovered page views by how long the page took to bring the user back.</p></div>

@@ -183,6 +183,11 @@ class Episode:
     ``outcomes`` and ``user_minutes_lost`` are those of the page views its failures
     served. ``ongoing``: its last failure is closer to the window's end than the gap,
     so it may not be over (or its page reports may still be on their way).
+
+    ``planned``: a run of planned maintenance, not an outage: its ``failures`` are the
+    maintenance pages served (cause ``maintenance``, status 503), grouped by the same
+    gap. Planned episodes are in :attr:`Report.planned_episodes`, never among the
+    outages of :attr:`Report.episodes`.
     """
 
     start: datetime
@@ -195,6 +200,7 @@ class Episode:
     outcomes: Outcomes
     user_minutes_lost: float
     ongoing: bool = False
+    planned: bool = False
 
     @property
     def duration_s(self) -> float:
@@ -222,6 +228,7 @@ class Episode:
             "user_minutes_lost": self.user_minutes_lost,
             "top_routes": [row.as_dict() for row in self.top_routes],
             "ongoing": self.ongoing,
+            "planned": self.planned,
         }
 
 
@@ -414,6 +421,8 @@ class Report:
     if only as 0; ``per_source`` has the page views of each source: the ``source``
     of the failure that served their page (``unknown`` when none was found).
     ``episodes`` are the newest of ``episodes_total`` outages (newest first),
+    ``planned_episodes`` the newest of ``planned_episodes_total`` runs of planned
+    maintenance (never counted as outages; see :attr:`Episode.planned`),
     ``spikes`` the detector's scored series, ``comparison`` the period comparison
     when one was asked for.
     """
@@ -440,6 +449,8 @@ class Report:
     spikes: Spikes | None = None
     comparison: Comparison | None = None
     planned: int = 0
+    planned_episodes: tuple[Episode, ...] = ()
+    planned_episodes_total: int = 0
 
     @property
     def empty(self) -> bool:
@@ -469,6 +480,8 @@ class Report:
             "episode_gap_min": round(self.episode_gap_s / 60, 3),
             "episodes_total": self.episodes_total,
             "episodes": [episode.as_dict() for episode in self.episodes],
+            "planned_episodes_total": self.planned_episodes_total,
+            "planned_episodes": [episode.as_dict() for episode in self.planned_episodes],
             "spikes": [b.as_dict() for b in self.spikes.flagged] if self.spikes else [],
             "spike_detection": self.spikes.settings() if self.spikes else None,
             "comparison": self.comparison.as_dict() if self.comparison else None,

@@ -217,6 +217,10 @@ def build_report(
     query = _Query(scope)
     totals = _Totals(query)
     episodes, episodes_total = find_episodes(scope, episode_gap_s, EPISODE_LIMIT)
+    planned = query.planned()
+    planned_episodes, planned_total = (
+        find_episodes(scope, episode_gap_s, EPISODE_LIMIT, planned=True) if planned else ((), 0)
+    )
     comparison = None
     if compare is not None:
         before = previous_window(window)
@@ -231,7 +235,9 @@ def build_report(
         route=route,
         failures=totals.failures,
         probes=totals.probes,
-        planned=query.planned(),
+        planned=planned,
+        planned_episodes=planned_episodes,
+        planned_episodes_total=planned_total,
         by_status=totals.by_status,
         by_cause=_sorted_counts(totals.by_cause),
         by_source={s: totals.by_source.get(s, 0) for s in _with_sources(totals.by_source)},

@@ -7,7 +7,7 @@ import io
 from collections.abc import Mapping
 from typing import Any, Final, Literal
 
-from .model import Comparison, MetricChange, PeriodRow, Report, iso
+from .model import Comparison, Episode, MetricChange, PeriodRow, Report, iso
 
 __all__ = [
     "baseline_span",
@@ -148,10 +148,13 @@ def render_table(report: Report, width: int = 40) -> str:
         ("Duplicate outcomes", str(report.duplicate_outcomes)),
         ("Outage episodes", str(report.episodes_total)),
     ]
+    if report.planned_episodes_total:
+        rows.append(("Planned episodes", f"{report.planned_episodes_total}  (not outages)"))
     out += [f"{name:<20}{value}" for name, value in rows]
     if report.comparison is not None:
         out += _comparison_lines(report.comparison)
     out += _episode_lines(report)
+    out += _planned_lines(report)
     out += _spike_lines(report)
     active = _active_sources(report)
     if len(active) > 1:
@@ -215,6 +218,27 @@ def _episode_lines(report: Report, shown: int = 15) -> list[str]:
             + ("  (ongoing)" if e.ongoing else "")
         )
     hidden = report.episodes_total - min(shown, len(report.episodes))
+    if hidden:
+        out.append(f"... and {hidden} older (all of them: --format json)")
+    return out
+
+
+def _planned_lines(report: Report, shown: int = 15) -> list[str]:
+    """The episodes of planned maintenance, marked as such: never among the outages."""
+    if not report.planned_episodes:
+        return []
+    out = [
+        "",
+        "Planned maintenance episodes (planned, not outages; newest first)",
+        f"{'Started (UTC)':<18}{'lasted':>10}  {'source':<9}{'pages':>9}  top route",
+    ]
+    for e in report.planned_episodes[:shown]:
+        top = e.top_routes[0].route if e.top_routes else "-"
+        out.append(
+            f"{iso(e.start)[:16]:<18}{seconds(e.duration_s):>10}  {e.source:<9}{e.failures:>9}"
+            f"  {top}  (planned)" + ("  (ongoing)" if e.ongoing else "")
+        )
+    hidden = report.planned_episodes_total - min(shown, len(report.planned_episodes))
     if hidden:
         out.append(f"... and {hidden} older (all of them: --format json)")
     return out
@@ -313,20 +337,29 @@ def render_csv(report: Report) -> str:
 
 
 def _episode_rows(writer: Any, report: Report) -> None:
-    """``episode.<field>,<start ISO>,value`` for each episode (key: its start)."""
+    """``episode.<field>,<start ISO>,value`` for each outage episode (key: its start), and
+    ``planned_episode.<field>,...`` for each episode of planned maintenance."""
     writer.writerow(["episode_gap_min", "", round(report.episode_gap_s / 60, 3)])
     writer.writerow(["episodes_total", "", report.episodes_total])
     for episode in report.episodes:
-        data = episode.as_dict()
-        start = data.pop("start")
-        for name, value in data.items():
-            if isinstance(value, dict):
-                for key, item in value.items():
-                    writer.writerow([f"episode.{name}.{key}", start, "" if item is None else item])
-            elif isinstance(value, list):
-                for row in value:
-                    writer.writerow([f"episode.{name}", start, f"{row['route']} {row['failures']}"])
-            elif isinstance(value, bool):
-                writer.writerow([f"episode.{name}", start, "true" if value else "false"])
-            else:
-                writer.writerow([f"episode.{name}", start, value])
+        _one_episode(writer, "episode", episode)
+    if report.planned_episodes_total:
+        writer.writerow(["planned_episodes_total", "", report.planned_episodes_total])
+    for episode in report.planned_episodes:
+        _one_episode(writer, "planned_episode", episode)
+
+
+def _one_episode(writer: Any, prefix: str, episode: Episode) -> None:
+    data = episode.as_dict()
+    start = data.pop("start")
+    for name, value in data.items():
+        if isinstance(value, dict):
+            for key, item in value.items():
+                writer.writerow([f"{prefix}.{name}.{key}", start, "" if item is None else item])
+        elif isinstance(value, list):
+            for row in value:
+                writer.writerow([f"{prefix}.{name}", start, f"{row['route']} {row['failures']}"])
+        elif isinstance(value, bool):
+            writer.writerow([f"{prefix}.{name}", start, "true" if value else "false"])
+        else:
+            writer.writerow([f"{prefix}.{name}", start, value])
