@@ -7,13 +7,14 @@ anywhere in the exception's MRO, and the exception chain (``__cause__``,
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
 from .errors import UpstreamError
 
-__all__ = ["Classifier", "Failure", "class_path"]
+__all__ = ["Classifier", "Failure", "class_path", "upstream_classes"]
 
 # Causes are metric labels: keep the set small and stable.
 TIMEOUT: Final = "timeout"
@@ -78,6 +79,44 @@ _CACHE_LIMIT: Final = 2048
 def class_path(cls: type) -> str:
     """``module.QualName`` of a class, as the rules name it."""
     return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _loaded(path: str) -> type | None:
+    """The class at ``path`` if its module is imported already (never imports one)."""
+    module_name, _, name = path.rpartition(".")
+    module = sys.modules.get(module_name)
+    found = getattr(module, name, None) if module is not None else None
+    return found if isinstance(found, type) and issubclass(found, BaseException) else None
+
+
+def upstream_classes(
+    overrides: Mapping[type[BaseException] | str, int | None] | None = None,
+) -> list[type[BaseException]]:
+    """The exception classes the rules name, as far as they exist in this process now.
+
+    For frameworks that dispatch errors by class (Flask's error handlers): the built-in
+    rules whose module is imported (``builtins`` and ``http.client`` always are, after
+    this call), and the classes ``Config.exceptions`` counts as upstream failures.
+    Classes of client libraries imported later are not in it: a framework falls back to
+    its unhandled-exception path for those.
+    """
+    import http.client  # noqa: F401  (cheap, stdlib: its HTTPException is a rule)
+
+    excluded = {
+        key if isinstance(key, str) else class_path(key)
+        for key, status in (overrides or {}).items()
+        if status is None
+    }
+    found: list[type[BaseException]] = []
+    for path in BUILTIN_RULES:
+        cls = _loaded(path)
+        if cls is not None and path not in excluded and cls not in found:
+            found.append(cls)
+    for key, status in (overrides or {}).items():
+        cls = key if isinstance(key, type) else _loaded(key)
+        if status is not None and cls is not None and cls not in found:
+            found.append(cls)
+    return found
 
 
 def _attr(obj: object, *names: str) -> object:

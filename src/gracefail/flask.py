@@ -12,9 +12,20 @@ How it hooks in, with Flask's public API only:
 * ``app.wsgi_app`` is wrapped by :class:`gracefail.wsgi.GracefailMiddleware` (one
   core engine shared with the extension): beacons, the app's own 502/504 for
   navigations, and upstream failures raised while a streamed body starts.
+* Error handlers (``app.register_error_handler``) for the upstream exception classes
+  (:func:`gracefail.classify.upstream_classes`: the built-in ones, those of the HTTP
+  clients already imported, and ``Config.exceptions``), for each class the app has no
+  handler of its own for. Flask consults them before it logs a traceback and renders
+  its 500: the handler notes the failure, sends :data:`flask.got_request_exception`
+  as Flask would have (error trackers still see it), and answers an empty 502/504 that
+  the WSGI layer replaces with the page. An app handler for a broader class (say
+  ``Exception``) still gets the failure, as before; an exception of these classes that
+  is not an upstream failure (a 404 from ``raise_for_status()``) is re-raised to Flask.
 * A receiver on :data:`flask.got_request_exception` (sent for every exception no
-  error handler of the app took) notes an upstream failure; the WSGI layer then
-  sends the page in place of the 500 Flask made. With ``DEBUG``/``PROPAGATE_EXCEPTIONS``
+  error handler took) notes the upstream failures the handlers did not see, such as a
+  class of a client imported after ``Gracefail(app)`` or ``raise AppError from exc``;
+  the WSGI layer then sends the page in place of the 500 Flask made, and Flask's
+  traceback for it is dropped from ``app.logger``. With ``DEBUG``/``PROPAGATE_EXCEPTIONS``
   the exception leaves Flask and the WSGI layer turns it into the page directly.
 
 So the app's own error handlers, its 500 page and ``got_request_exception`` all work
@@ -49,6 +60,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ._compat import importing
+from .classify import upstream_classes
 from .config import Config, framework_config
 from .core import Engine, under_test
 from .locales import LOCALE_DIR
@@ -57,7 +69,7 @@ from .maintenance_page import BANNER
 from .report.options import click_options, run_click
 from .views import environ_view
 from .worker import head_tag
-from .wsgi import FAILED, ROUTE, Environ, GracefailMiddleware
+from .wsgi import FAILED, KEPT, ROUTE, Environ, GracefailMiddleware
 
 with importing("flask"):
     from flask import (
@@ -123,6 +135,7 @@ class Gracefail:
             os.makedirs(app.instance_path, exist_ok=True)
         engine = Engine(config, testing=app.testing or under_test())
         middleware = GracefailMiddleware(app.wsgi_app, engine=engine, route=_route)
+        middleware.keep = "werkzeug.request"  # read by _route only if something fails
         if engine.maintenance is not None:
             # Checked in the request context instead, where the session and the user are.
             middleware.maintenance = None
@@ -131,6 +144,7 @@ class Gracefail:
         # A module-level receiver: blinker holds it weakly, and the sender filter keeps
         # each app's notes to itself.
         got_request_exception.connect(_note_failure, app)
+        _handle_upstream_classes(app, config)
         app.logger.addFilter(_served_failures)
         app.extensions[EXTENSION_KEY] = engine
         app.jinja_env.globals["gracefail_head"] = lambda: head_tag(config)
@@ -182,20 +196,54 @@ def _follow_maintenance(app: Flask, engine: Engine, allowed: Callable[[], object
 
 
 def _route(environ: Environ) -> str | None:
-    # Flask clears environ["werkzeug.request"] when its request context ends; a failure
-    # noted during the request kept its route.
+    # Flask clears environ["werkzeug.request"] when its request context ends: a failure
+    # noted during the request kept its route; else the request the WSGI layer kept.
     if ROUTE in environ:
         route: object = environ[ROUTE]
     else:
-        route = getattr(getattr(environ.get("werkzeug.request"), "url_rule", None), "rule", None)
+        kept = environ.get("werkzeug.request") or environ.get(KEPT)
+        route = getattr(getattr(kept, "url_rule", None), "rule", None)
     return route if isinstance(route, str) else None
+
+
+def _handle_upstream_classes(app: Flask, config: Config) -> None:
+    """Register the upstream handler for each upstream class the app has none for."""
+    registered = app.error_handler_spec[None][None]
+
+    def upstream_failure(exc: Exception) -> Response:
+        return _upstream_failure(app, upstream_failure, exc)
+
+    for cls in upstream_classes(config.exceptions):
+        if issubclass(cls, Exception) and cls not in registered:
+            app.register_error_handler(cls, upstream_failure)
+
+
+def _upstream_failure(app: Flask, ours: Callable[..., object], exc: Exception) -> Response:
+    """The error handler: note the failure and answer the empty 502/504 the WSGI layer
+    replaces with the page, without Flask's traceback and 500 page."""
+    registered = app.error_handler_spec[None][None]
+    for cls in type(exc).__mro__:
+        handler = registered.get(cls)
+        if handler is not None and handler is not ours:
+            # The app's own handler for a broader class: it took such failures before.
+            return app.make_response(app.ensure_sync(handler)(exc))
+    environ = request.environ
+    engine = Engine.owner(environ)
+    failure = engine.classify(exc) if engine is not None else None
+    if failure is None:
+        raise exc  # not an upstream failure: Flask's unhandled-exception path, as before
+    environ[FAILED] = failure
+    environ[ROUTE] = request.url_rule.rule if request.url_rule is not None else None
+    # What Flask sends for an unhandled exception: error trackers keep seeing it.
+    got_request_exception.send(app, _async_wrapper=app.ensure_sync, exception=exc)
+    return app.response_class(status=failure.status)
 
 
 def _note_failure(sender: Flask, exception: BaseException | None = None, **extra: Any) -> None:
     """Note an unhandled upstream failure so the WSGI layer replaces Flask's 500."""
     environ = request.environ
     engine = Engine.owner(environ)
-    if exception is None or engine is None:
+    if exception is None or engine is None or FAILED in environ:
         return
     failure = engine.classify(exception)
     if failure is not None:

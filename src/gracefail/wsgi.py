@@ -36,17 +36,20 @@ from typing import Any, Final
 
 from .classify import Failure
 from .config import Config, ConfigError, config_from
-from .core import Engine, Reply
+from .core import OWNER, Engine, Reply
 from .maintenance_page import BANNER
 from .views import content_length, environ_headers, environ_view
 
-__all__ = ["FAILED", "ROUTE", "GracefailMiddleware"]
+__all__ = ["FAILED", "KEPT", "ROUTE", "GracefailMiddleware"]
 
 # An upstream failure a framework turned into its own 5xx response (Flask's
 # got_request_exception): the WSGI layer sends the page in its place.
 FAILED: Final = "gracefail.failure"
 # The route template of that failure, noted while the framework still knew it.
 ROUTE: Final = "gracefail.route"
+
+# What start_response kept of environ[GracefailMiddleware.keep], put back for ``route``.
+KEPT: Final = "gracefail.kept"
 
 Environ = dict[str, Any]
 Write = Callable[[bytes], object]
@@ -85,17 +88,24 @@ class GracefailMiddleware:
         self.engine = engine if engine is not None else Engine(config_from(config, options))
         self.beacon_path = self.engine.beacon_path
         self.worker_paths = self.engine.worker_paths
+        # The paths gracefail answers itself: one set lookup per request.
+        self.own_paths = frozenset({self.beacon_path, *self.worker_paths})
         self.route = route
+        # An environ key whose value start_response keeps, for ``route`` to read after
+        # the framework dropped it (Flask's request object); None: nothing kept.
+        self.keep: str | None = None
         self.maintenance = self.engine.maintenance
         self.maintenance_allowed = maintenance_allowed
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        if self.engine.claim(environ) is not self.engine:
+        engine = self.engine
+        # Engine.claim inlined: the owner mark, set by the outermost gracefail.
+        if environ.setdefault(OWNER, engine) is not engine and engine.claim(environ) is not engine:
             return self.app(environ, start_response)
-        if environ.get("PATH_INFO") == self.beacon_path:
-            return self._beacon(environ, start_response)
-        if environ.get("PATH_INFO") in self.worker_paths:
-            return _send(start_response, self.engine.answer_worker(environ_view(environ)))
+        if environ.get("PATH_INFO") in self.own_paths:
+            if environ.get("PATH_INFO") == self.beacon_path:
+                return self._beacon(environ, start_response)
+            return _send(start_response, engine.answer_worker(environ_view(environ)))
         gate = self.maintenance
         if gate is not None and gate.on() is not None:
             allowed = self.maintenance_allowed is not None and bool(
@@ -121,9 +131,7 @@ class GracefailMiddleware:
 
     def _beacon(self, environ: Environ, start_response: StartResponse) -> list[bytes]:
         view = environ_view(environ)
-        reply = self.engine.answer_beacon(
-            view, content_length(view.headers), input_reader(environ)
-        )
+        reply = self.engine.answer_beacon(view, content_length(view.headers), input_reader(environ))
         return _send(start_response, reply)
 
 
@@ -177,7 +185,7 @@ class _Call:
     """One request's state: the app's pending status and headers, and what was sent."""
 
     __slots__ = (
-        "began", "environ", "headers", "label", "mw", "replacing", "sent", "server", "status", "to"
+        "began", "environ", "headers", "kept", "mw", "replacing", "sent", "server", "status", "to"
     )  # fmt: skip
 
     def __init__(self, mw: GracefailMiddleware, environ: Environ, server: StartResponse):
@@ -186,7 +194,7 @@ class _Call:
         self.headers: list[tuple[str, str]] = []
         self.to: Write | None = None  # the server's write(), once it has the headers
         self.replacing = self.sent = False
-        self.label: str | None = None  # the route template, noted while the app knows it
+        self.kept: object = None  # environ[mw.keep] while the framework still had it
         self.began = time.time()
 
     def start_response(
@@ -195,11 +203,12 @@ class _Call:
         if exc_info is not None and self.sent:
             raise exc_info[1].with_traceback(exc_info[2])
         self.status, self.headers = status, headers
-        self.replacing = status[:1] == "5" and self._replaces(status)
-        if self.mw.route is not None:
-            # Now, while the framework still knows the request's route: a body that
-            # fails later is iterated after the framework forgot it.
-            self.label = self.mw.route(self.environ)
+        if status[0] == "5":
+            self.replacing = self._replaces(status)
+        if self.mw.keep is not None:
+            # One reference, no lookup of the route: a body that fails later is iterated
+            # after the framework dropped its request (read only if something fails).
+            self.kept = self.environ.get(self.mw.keep)
         if self.to is not None and not self.replacing:
             self.to = self.server(status, headers, exc_info)
         return self.write
@@ -239,9 +248,11 @@ class _Call:
     def _page(
         self, failure: Failure, app_headers: list[tuple[str, str]], exc_info: Any
     ) -> list[bytes]:
-        route = self.label
-        if route is None and self.mw.route is not None:
-            route = self.mw.route(self.environ)  # the app failed before start_response
+        route = None
+        if self.mw.route is not None:
+            if self.kept is not None:
+                self.environ[KEPT] = self.kept
+            route = self.mw.route(self.environ)
         view = environ_view(self.environ, route=route)
         reply = self.mw.engine.serve(failure, view, app_headers=app_headers, started=self.began)
         return _send(self.server, reply, exc_info)

@@ -218,3 +218,109 @@ def test_upstream_error_from_before_request_gets_the_page() -> None:
     Gracefail(app, recorders=[])
     with http(app) as client:
         assert client.get("/ok", headers=NAV).status_code == 502
+
+
+class _CountingFlask(Flask):
+    """Flask with its public ``log_exception`` hook counted: the traceback Flask logs."""
+
+    logged: list[BaseException]
+
+    def log_exception(self, exc_info: Any) -> None:
+        self.logged.append(exc_info[1])
+        super().log_exception(exc_info)
+
+
+def _counting_app(**options: Any) -> tuple[_CountingFlask, list[BaseException]]:
+    app = _CountingFlask("counting")
+    app.logged = []
+
+    @app.get("/refused")
+    def refused() -> str:
+        raise ConnectionRefusedError("upstream down")
+
+    @app.get("/bug")
+    def bug() -> str:
+        raise KeyError("bug")
+
+    @app.get("/not-found-upstream")
+    def not_found_upstream() -> str:
+        request = httpx.Request("GET", "http://upstream.test/x")
+        response = httpx.Response(404, request=request)
+        raise httpx.HTTPStatusError("404", request=request, response=response)
+
+    Gracefail(app, secret=common.SECRET, recorders=[common.ListRecorder()], **options)
+    return app, app.logged
+
+
+def test_served_failure_skips_flasks_traceback_and_500() -> None:
+    """The page for an upstream failure comes from an error handler: Flask never logs a
+    traceback for it, while the app's other exceptions are logged exactly as before."""
+    app, logged = _counting_app()
+    seen: list[BaseException] = []
+
+    def receiver(sender: Flask, exception: BaseException, **extra: Any) -> None:
+        seen.append(exception)
+
+    with got_request_exception.connected_to(receiver, app), http(app) as client:
+        page = client.get("/refused", headers=NAV)
+        bug = client.get("/bug", headers=NAV)
+        not_upstream = client.get("/not-found-upstream", headers=NAV)
+    assert page.status_code == 502
+    assert "x-gracefail-incident" in page.headers
+    assert "<!doctype html>" in page.text.lower()
+    assert (bug.status_code, not_upstream.status_code) == (500, 500)
+    # Flask's traceback: for the bug and the 404 from raise_for_status(), not the failure.
+    assert [type(e).__name__ for e in logged] == ["KeyError", "HTTPStatusError"]
+    # got_request_exception is still sent once for each, as Flask sends it.
+    assert [type(e).__name__ for e in seen] == [
+        "ConnectionRefusedError",
+        "KeyError",
+        "HTTPStatusError",
+    ]
+    [event] = events(app)
+    assert (event.cause, event.route) == ("connection", "/refused")
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_apps_own_handler_for_the_class_wins(when: str) -> None:
+    app = _CountingFlask("own-handler")
+    app.logged = []
+
+    def own(exc: Exception) -> tuple[str, int]:
+        return "handled by the app", 503
+
+    if when == "before":
+        app.register_error_handler(ConnectionError, own)
+
+    @app.get("/refused")
+    def refused() -> str:
+        raise ConnectionRefusedError("upstream down")
+
+    Gracefail(app, secret=common.SECRET, recorders=[common.ListRecorder()])
+    if when == "after":
+        app.register_error_handler(ConnectionError, own)
+    with http(app) as client:
+        response = client.get("/refused", headers=NAV)
+    assert (response.status_code, response.text) == (503, "handled by the app")
+    assert events(app) == []
+    assert app.logged == []
+
+
+def test_apps_handler_for_a_broader_class_still_wins() -> None:
+    """An app that handles ``Exception`` itself took upstream failures before: it still does."""
+    app = _CountingFlask("broad-handler")
+    app.logged = []
+
+    @app.errorhandler(Exception)
+    def everything(exc: Exception) -> tuple[str, int]:
+        return f"app page for {type(exc).__name__}", 500
+
+    @app.get("/refused")
+    def refused() -> str:
+        raise ConnectionRefusedError("upstream down")
+
+    Gracefail(app, secret=common.SECRET, recorders=[common.ListRecorder()])
+    with http(app) as client:
+        response = client.get("/refused", headers=NAV)
+    assert (response.status_code, response.text) == (500, "app page for ConnectionRefusedError")
+    assert events(app) == []
