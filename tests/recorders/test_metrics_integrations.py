@@ -38,6 +38,7 @@ def exported() -> tuple[set[str], set[str]]:
     recorder = PrometheusRecorder()
     events: list[Event] = [ServerEvent(time.time(), "i", 502, "timeout", "GET", "/r", "html")]
     events.append(ServerEvent(time.time(), "p", 502, "timeout", "GET", "/r", "html", probe=True))
+    events.append(ServerEvent(time.time(), "m", 503, "maintenance", "GET", "/r", "html"))
     events += [ClientEvent(time.time(), "i", kind, 1, 1000, "en") for kind in CLIENT_KINDS]
     recorder.record(events)
     recorder.record_dropped(1, "queue_full")
@@ -73,6 +74,7 @@ def dashboard_queries(dashboard: dict[str, Any]) -> list[str]:
     for variable in dashboard["templating"]["list"]:
         query = variable["query"]
         queries.append(query["query"] if isinstance(query, dict) else query)
+    queries += [a["expr"] for a in dashboard["annotations"]["list"] if "expr" in a]
     return queries
 
 
@@ -92,6 +94,7 @@ def test_dashboard_reads_only_exported_metrics() -> None:
     assert families >= {
         "gracefail_failures", "gracefail_page_events",
         "gracefail_time_to_recovery_seconds", "gracefail_events_dropped",
+        "gracefail_maintenance_pages",
     }  # fmt: skip
 
 

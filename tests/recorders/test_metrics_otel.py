@@ -82,3 +82,32 @@ def test_two_recorders_on_one_provider_do_not_clash() -> None:
     [point] = collect(reader)["gracefail.failures"][1]
     assert point.value == 2
     provider.shutdown()
+
+
+def test_maintenance_pages_are_their_own_instrument_never_failures() -> None:
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    recorder = OpenTelemetryRecorder(meter_provider=provider)
+    now = time.time()
+    recorder.record([
+        ServerEvent(now, "a", 502, "connection", "GET", "/shop", "html"),
+        ServerEvent(now, "m1", 503, "maintenance", "GET", "/shop", "html"),
+        ServerEvent(now, "m2", 503, "maintenance", "GET", "/shop", "json"),
+        ServerEvent(now, "m3", 503, "maintenance", "BREW", None, "text", source="gateway"),
+        ServerEvent(now, "m4", 503, "maintenance", "GET", "/shop", "html", probe=True),
+    ])  # fmt: skip
+    found = collect(reader)
+    provider.shutdown()
+    unit, points = found["gracefail.maintenance_pages"]
+    assert unit == "{page}"
+    by_attrs = {tuple(sorted(p.attributes.items())): p.value for p in points}
+    assert by_attrs == {
+        (("gracefail.source", "app"), ("http.request.method", "GET"),
+         ("http.route", "/shop")): 2,
+        (("gracefail.source", "gateway"), ("http.request.method", "_OTHER"),
+         ("http.route", "unknown")): 1,
+    }  # fmt: skip
+    [failure] = found["gracefail.failures"][1]
+    assert (failure.value, failure.attributes["error.type"]) == (1, "connection")
+    [probe] = found["gracefail.probes"][1]
+    assert dict(probe.attributes) == {"http.response.status_code": 503}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -136,4 +137,50 @@ async def test_served_failures_are_counted_end_to_end() -> None:
     body, content_type = recorder.exposition()
     assert content_type.startswith("text/plain")
     assert b"gracefail_failures_total" in body
+    app.engine.close()
+
+
+def test_maintenance_pages_are_planned_downtime_never_failures() -> None:
+    recorder = PrometheusRecorder()
+    maintenance = {"status": 503, "cause": "maintenance"}
+    recorder.record([
+        fail(), fail(route="/shop", **maintenance), fail(route="/shop", **maintenance),
+        fail(route=None, method="BREW", source="gateway", **maintenance),
+        fail(route="/shop", probe=True, **maintenance),
+    ])  # fmt: skip
+    got = samples(recorder.registry)
+    pages = "gracefail_maintenance_pages_total"
+    assert got[pages, labels(route="/shop", method="GET", source="app")] == 2
+    assert got[pages, labels(route="unknown", method="_OTHER", source="gateway")] == 1
+    failures = {k: v for (n, k), v in got.items() if n == "gracefail_failures_total"}
+    assert failures == {
+        labels(status="502", cause="connection", route="/items/{item_id}", method="GET",
+               source="app"): 1,
+    }  # fmt: skip
+    assert got["gracefail_probes_total", labels(status="503")] == 1
+
+
+async def test_served_maintenance_pages_are_counted_end_to_end(tmp_path: Path) -> None:
+    from gracefail import maintenance
+
+    store = str(tmp_path / "events.sqlite3")
+    maintenance.switch_on(store, duration=600, set_by="test")
+    recorder = PrometheusRecorder()
+    app = GracefailMiddleware(
+        asgi_app.make_app(), secret=SECRET, recorders=[recorder], store=store, maintenance=True
+    )
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        page = await client.get("/items/1", headers={"accept": "text/html"})
+        assert page.status_code == 503
+        await client.get("/items/2", headers={"accept": "application/json"})
+        await client.get("/items/1", headers={"x-gracefail-probe": "1"})
+    assert app.engine.flush()
+    got = samples(recorder.registry)
+    planned = {
+        dict(k)["route"]: v for (n, k), v in got.items() if n == "gracefail_maintenance_pages_total"
+    }
+    assert sum(planned.values()) == 2
+    assert not [k for (n, k) in got if n == "gracefail_failures_total"]
+    assert got["gracefail_probes_total", labels(status="503")] == 1
     app.engine.close()

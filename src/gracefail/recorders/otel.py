@@ -6,7 +6,11 @@ exporter turns them into the same metric names):
 * ``gracefail.failures`` counter: failure replies to users, with
   ``http.response.status_code``, ``http.route``, ``http.request.method``,
   ``error.type`` (gracefail's cause: timeout, connection, protocol, ...) and
-  ``gracefail.source`` (``app``, ``gateway`` or ``worker``).
+  ``gracefail.source`` (``app``, ``gateway`` or ``worker``). Outages only.
+* ``gracefail.maintenance_pages`` counter: maintenance pages (503) served to users during
+  planned maintenance, with ``http.route``, ``http.request.method`` and
+  ``gracefail.source``: planned downtime, never among the failures (so an alert or an
+  error rate on ``gracefail.failures`` leaves it out by itself).
 * ``gracefail.probes`` counter: failure replies to the page's own probes.
 * ``gracefail.page_events`` counter, attribute ``gracefail.event``.
 * ``gracefail.time_to_recovery`` histogram (unit ``s``).
@@ -31,11 +35,16 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "gracefail's OpenTelemetry recorder needs opentelemetry-api: install gracefail[otel]"
     ) from exc
 
+from typing import Final
+
 from .._version import __version__
 from ..events import ClientEvent, Event, ServerEvent
 from .labels import TIME_TO_RECOVERY_BUCKETS, UNKNOWN_ROUTE, label_method, label_source
 
 __all__ = ["OpenTelemetryRecorder"]
+
+PLANNED_CAUSE: Final = "maintenance"
+"""The cause of the pages of planned maintenance (:mod:`gracefail.maintenance_page`)."""
 
 
 class OpenTelemetryRecorder:
@@ -56,6 +65,11 @@ class OpenTelemetryRecorder:
         meter = metrics.get_meter("gracefail", __version__, meter_provider=meter_provider)
         self.failures = meter.create_counter(
             "gracefail.failures", "{failure}", "Failure replies (502/504) served to users."
+        )
+        self.maintenance_pages = meter.create_counter(
+            "gracefail.maintenance_pages",
+            "{page}",
+            "Maintenance pages (503) served to users during planned maintenance.",
         )
         self.probes = meter.create_counter(
             "gracefail.probes", "{failure}", "Failure replies to the recovery page's own probes."
@@ -86,6 +100,16 @@ class OpenTelemetryRecorder:
             if isinstance(event, ServerEvent):
                 if event.probe:
                     self.probes.add(1, {"http.response.status_code": event.status})
+                    continue
+                if event.cause == PLANNED_CAUSE:
+                    self.maintenance_pages.add(
+                        1,
+                        {
+                            "http.route": event.route or UNKNOWN_ROUTE,
+                            "http.request.method": label_method(event.method),
+                            "gracefail.source": label_source(event.source),
+                        },
+                    )
                     continue
                 self.failures.add(
                     1,

@@ -4,6 +4,12 @@ Metrics:
 
 * ``gracefail_failures_total{status,cause,route,method,source}``: failure replies to users
   (``source``: ``app``, ``gateway`` or ``worker``, where the reply was served from).
+  Outages only: planned downtime is never in it.
+* ``gracefail_maintenance_pages_total{route,method,source}``: maintenance pages (503,
+  cause ``maintenance``) served to users during planned maintenance: planned downtime,
+  apart from the failures so that outage alerts and error rates leave it out by
+  themselves (``integrations/prometheus/alerts.yml`` mutes the outage alerts of a job
+  while it serves them). The same bounded labels as the failures'.
 * ``gracefail_probes_total{status}``: failure replies to the page's own probes.
 * ``gracefail_page_events_total{event}``: beacons by kind (shown, retry, recovered, ...).
 * ``gracefail_time_to_recovery_seconds``: histogram of the page's measured time to recovery.
@@ -59,6 +65,9 @@ from .labels import (
 
 __all__ = ["DEFAULT_BUCKETS", "PrometheusRecorder", "multiprocess_dir"]
 
+PLANNED_CAUSE: Final = "maintenance"
+"""The cause of the pages of planned maintenance (:mod:`gracefail.maintenance_page`)."""
+
 DEFAULT_BUCKETS: Final = TIME_TO_RECOVERY_BUCKETS
 """The default buckets of ``gracefail_time_to_recovery_seconds`` (defined in ``labels``)."""
 
@@ -66,6 +75,7 @@ DEFAULT_BUCKETS: Final = TIME_TO_RECOVERY_BUCKETS
 @dataclass(frozen=True, slots=True)
 class _Metrics:
     failures: Counter
+    maintenance_pages: Counter
     probes: Counter
     page_events: Counter
     time_to_recovery: Histogram
@@ -88,6 +98,12 @@ def _metrics(registry: CollectorRegistry, buckets: Sequence[float]) -> _Metrics:
                 "gracefail_failures",
                 "Failure replies (502/504) gracefail served to users' requests.",
                 ("status", "cause", "route", "method", "source"),
+                registry=registry,
+            ),
+            maintenance_pages=Counter(
+                "gracefail_maintenance_pages",
+                "Maintenance pages (503) served to users' requests during planned maintenance.",
+                ("route", "method", "source"),
                 registry=registry,
             ),
             probes=Counter(
@@ -158,6 +174,12 @@ class PrometheusRecorder:
             if isinstance(event, ServerEvent):
                 if event.probe:
                     metrics.probes.labels(str(event.status)).inc()
+                elif event.cause == PLANNED_CAUSE:
+                    metrics.maintenance_pages.labels(
+                        event.route or UNKNOWN_ROUTE,
+                        label_method(event.method),
+                        label_source(event.source),
+                    ).inc()
                 else:
                     metrics.failures.labels(
                         str(event.status),
