@@ -26,11 +26,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.core.handlers.wsgi import WSGIRequest
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.utils.encoding import escape_uri_path
 
 from ..classify import Failure
-from ..core import Engine, Reply, RequestView
+from ..core import OWNER, Engine, Reply, RequestView
 from ..maintenance_page import BANNER
 from ..views import content_length, environ_view
 from .conf import get_config, testing
@@ -80,6 +81,8 @@ class GracefailMiddleware:
             markcoroutinefunction(self)
         self.engine = Engine(get_config(), testing=testing())
         self.beacon_path = self.engine.beacon_path
+        # The paths gracefail answers itself: one set lookup per request.
+        self.own_paths = frozenset({self.beacon_path, *self.engine.worker_paths})
         self.timeout = self.engine.config.timeout
         self.maintenance = self.engine.maintenance
         if self.maintenance is not None:
@@ -94,14 +97,24 @@ class GracefailMiddleware:
         early = self._enter(request)
         if early is not None:
             return early
-        return self._leave(request, self.get_response(request))
+        response = self.get_response(request)
+        if self.maintenance is None:
+            status = response.status_code
+            if status != 502 and status != 504:
+                return response
+        return self._leave(request, response)
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
         early = self._enter(request)
         if early is not None:
             return early
         if self.timeout is None:
-            return self._leave(request, await self.get_response(request))
+            response = await self.get_response(request)
+            if self.maintenance is None:
+                status = response.status_code
+                if status != 502 and status != 504:
+                    return response
+            return self._leave(request, response)
         deadline = asyncio.timeout(self.timeout)
         try:
             async with deadline:
@@ -113,16 +126,26 @@ class GracefailMiddleware:
         return self._leave(request, response)
 
     def _enter(self, request: HttpRequest) -> HttpResponse | None:
-        scope = getattr(request, "scope", None)
-        # Under ASGI the scope is what gracefail.asgi around Django marks too.
-        owner = self.engine.claim(scope if isinstance(scope, dict) else request.META)
-        if not hasattr(request, _STATE):
-            setattr(request, _STATE, (self, owner, time.time()))
-        if owner is self.engine and request.path_info == self.beacon_path:
-            view = environ_view(request.META, path=escape_uri_path(request.path))
-            return _response(owner.answer_beacon(view, content_length(view.headers), request.read))
-        if owner is self.engine and request.path_info in self.engine.worker_paths:
-            return _response(owner.answer_worker(environ_view(request.META, path=request.path)))
+        engine = self.engine
+        if type(request) is WSGIRequest:
+            marks: dict[str, Any] = request.META
+        else:
+            # Under ASGI the scope is what gracefail.asgi around Django marks too.
+            scope = getattr(request, "scope", None)
+            marks = scope if isinstance(scope, dict) else request.META
+        # Engine.claim inlined; it runs (and warns) only for a second gracefail.
+        owner = marks.setdefault(OWNER, engine)
+        if owner is not engine:
+            owner = engine.claim(marks)
+        # The first gracefail middleware of the stack is in charge of this request.
+        request.__dict__.setdefault(_STATE, (self, owner, time.time()))
+        if owner is engine and request.path_info in self.own_paths:
+            if request.path_info == self.beacon_path:
+                view = environ_view(request.META, path=escape_uri_path(request.path))
+                return _response(
+                    engine.answer_beacon(view, content_length(view.headers), request.read)
+                )
+            return _response(engine.answer_worker(environ_view(request.META, path=request.path)))
         return None
 
     def _leave(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
