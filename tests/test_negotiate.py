@@ -1,4 +1,4 @@
-"""gracefail.negotiate: which reply a client gets, and in which language.
+"""gracefail.negotiate: which reply a client gets, in which language and content coding.
 
 Header sets are what real clients send (copied from browsers' and tools' requests).
 """
@@ -10,11 +10,13 @@ import tracemalloc
 
 import pytest
 
-from gracefail import Config
+from gracefail import Config, negotiate
 from gracefail.config import LOCALES
 from gracefail.core import Engine, RequestView
 from gracefail.negotiate import (
     MAX_LANGUAGE,
+    accepted_encoding,
+    accepted_encodings,
     language_key,
     negotiate_kind,
     negotiate_locale,
@@ -294,3 +296,62 @@ def test_distinct_huge_accept_languages_are_not_kept() -> None:
         tracemalloc.stop()
     engine.close()
     assert kept < 2_000_000, f"{kept} bytes kept after 300 distinct 100 KB headers"
+
+
+# -- Accept-Encoding ---------------------------------------------------------------------
+
+ENCODINGS = [
+    # What clients send.
+    pytest.param("gzip, deflate, br, zstd", ("br", "gzip"), id="chrome-firefox"),
+    pytest.param("gzip, deflate, br", ("br", "gzip"), id="safari"),
+    pytest.param("gzip, deflate", ("gzip",), id="python-requests"),
+    pytest.param("deflate, gzip, br, zstd", ("br", "gzip"), id="curl-compressed"),
+    pytest.param("identity", (), id="identity-only"),
+    pytest.param(None, (), id="no-header"),
+    pytest.param("", (), id="empty-header"),
+    # q-values: the higher first; brotli first on a tie.
+    pytest.param("gzip;q=1.0, br;q=0.5", ("gzip", "br"), id="gzip-preferred"),
+    pytest.param("br;q=0.5, gzip;q=0.5", ("br", "gzip"), id="tie-brotli-first"),
+    pytest.param("gzip;q=0, br", ("br",), id="gzip-refused"),
+    pytest.param("br;q=0, gzip;q=0", (), id="both-refused"),
+    pytest.param("GZIP;Q=0.8", ("gzip",), id="case-insensitive"),
+    pytest.param("x-gzip", ("gzip",), id="x-gzip-alias"),
+    pytest.param("zstd, deflate", (), id="only-others"),
+    # The wildcard stands for the codings not named.
+    pytest.param("*", ("br", "gzip"), id="wildcard"),
+    pytest.param("*;q=0", (), id="wildcard-refused"),
+    pytest.param("br;q=0, *", ("gzip",), id="wildcard-but-brotli"),
+    pytest.param("gzip;q=0.2, *;q=0.9", ("br", "gzip"), id="wildcard-above-gzip"),
+    # identity preferred over every coding it takes.
+    pytest.param("gzip;q=0.5, identity", (), id="identity-preferred"),
+    pytest.param("gzip, identity;q=0.5", ("gzip",), id="identity-second"),
+    pytest.param("gzip, identity;q=0", ("gzip",), id="identity-refused"),
+    # Malformed: the body as it is.
+    pytest.param("gzip;q=x", (), id="bad-q-is-zero"),
+    pytest.param("gzip;q=2", (), id="q-out-of-range-is-zero"),
+    pytest.param("g zip, br", (), id="not-a-token"),
+    pytest.param("br\x00, gzip", (), id="control-character"),
+    pytest.param(",,,", (), id="only-commas"),
+]
+
+
+@pytest.mark.parametrize(("header", "codings"), ENCODINGS)
+def test_accepted_encodings(header: str | None, codings: tuple[str, ...]) -> None:
+    assert accepted_encodings(header) == codings
+    assert accepted_encoding(header) == (codings[0] if codings else None)
+    assert accepted_encodings(header) == codings, "the same from the cache"
+
+
+def test_accepted_encodings_cache_is_bounded() -> None:
+    for number in range(1000):
+        accepted_encodings(f"gzip;q=0.{number:03d}")
+    assert 0 < len(negotiate._encodings) <= 256
+
+
+def test_huge_accept_encoding_is_read_only_in_part() -> None:
+    # A long header is read only within its first 1,024 characters: the coding beyond is
+    # not seen, and the cache keys stay short.
+    header = "zstd, " * 400 + "gzip"
+    assert accepted_encodings(header) == ()
+    assert accepted_encodings("gzip, " + "zstd, " * 400) == ("gzip",)
+    assert max(map(len, negotiate._encodings)) <= 1025

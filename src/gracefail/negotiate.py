@@ -1,11 +1,22 @@
-"""Which reply a client gets (HTML page, problem+json, text) and in which language."""
+"""Which reply a client gets (HTML page, problem+json, text), in which language, and
+in which content coding (brotli, gzip or none)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Final, Literal
 
-__all__ = ["Kind", "language_key", "negotiate_kind", "negotiate_locale", "parse_accept"]
+__all__ = [
+    "CODINGS",
+    "Kind",
+    "accepted_encoding",
+    "accepted_encodings",
+    "language_key",
+    "negotiate_kind",
+    "negotiate_locale",
+    "parse_accept",
+]
 
 Kind = Literal["html", "json", "text"]
 
@@ -17,6 +28,12 @@ _MAX_ITEMS: Final = 32
 # cost more to answer than a healthy one. Browsers send well under 200 characters.
 _MAX_ACCEPT: Final = 1024
 MAX_LANGUAGE: Final = 256
+# The content codings gracefail's bodies come in, preferred first on equal q.
+CODINGS: Final = ("br", "gzip")
+_CODING_ALIASES: Final = {"x-gzip": "gzip"}
+_TOKEN: Final = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+")
+_ENCODING_CACHE: Final = 256
+_encodings: dict[str, tuple[str, ...]] = {}
 
 
 def _whole_items(value: str, limit: int) -> str:
@@ -153,3 +170,52 @@ def negotiate_locale(header: str | None, available: Sequence[str], default: str)
         if language in by_language:
             return by_language[language]
     return default
+
+
+def accepted_encodings(header: str | None) -> tuple[str, ...]:
+    """The codings of ``CODINGS`` an ``Accept-Encoding`` header takes, preferred first.
+
+    By q-value (RFC 9110, 12.5.3), brotli before gzip on equal q; ``*`` stands for a
+    coding not named; q=0 refuses one; ``identity`` with a higher q than every coding it
+    takes, or no header, or an empty or malformed one, gives ``()`` (the body as it is).
+    Reads at most the first 1,024 characters; results are cached per header value (the
+    cache is cleared when it holds 256), so a browser's header costs one dict lookup.
+    """
+    if not header:
+        return ()
+    if len(header) > _MAX_ACCEPT + 1:
+        header = header[: _MAX_ACCEPT + 1]  # all that parse_accept reads
+    found = _encodings.get(header)
+    if found is None:
+        found = _accepted_encodings(header)
+        if len(_encodings) >= _ENCODING_CACHE:
+            _encodings.clear()
+        _encodings[header] = found
+    return found
+
+
+def accepted_encoding(header: str | None) -> str | None:
+    """The coding of ``CODINGS`` an ``Accept-Encoding`` header prefers, or None."""
+    found = accepted_encodings(header)
+    return found[0] if found else None
+
+
+def _accepted_encodings(header: str) -> tuple[str, ...]:
+    items = parse_accept(header)
+    if not items or any(not _TOKEN.fullmatch(token) for token, _, _ in items):
+        return ()
+    named: dict[str, float] = {}
+    for token, q, _ in items:
+        token = _CODING_ALIASES.get(token, token)
+        named[token] = max(q, named.get(token, 0.0))
+    anything = named.get("*")
+    scores = {coding: named.get(coding, anything or 0.0) for coding in CODINGS}
+    identity = named.get("identity")
+    best = max(scores.values())
+    if best <= 0.0 or (identity is not None and identity > best):
+        return ()
+    ranked = sorted(
+        (coding for coding in CODINGS if scores[coding] > 0.0),
+        key=lambda coding: -scores[coding],  # stable: CODINGS' order on a tie
+    )
+    return tuple(ranked)

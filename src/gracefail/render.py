@@ -1,13 +1,19 @@
 """Turn a Failure into a reply body: the branded page, problem+json, or plain text.
 
-Jinja2 runs once per variant (status x locale x safe/unsafe method) at start-up,
-with placeholders where per-request values go; a request only splices its
-incident id, token and URL into the prepared text, each escaped for where it lands,
-and the sentence that says what happened, prepared for each kind of cause.
+Jinja2 runs once per variant (status x locale x safe/unsafe method), at the variant's
+first use (``strict``: all at start-up), with placeholders where per-request values go;
+a request only splices its incident id, token and URL into the prepared text, each
+escaped for where it lands. The sentence that says what happened is one of a few per
+variant (one per kind of cause), so it is set into the text before the first reply.
 
-``Config.messages`` gives some routes words of their own: each route's set of
-variants is rendered at start-up too, so a request only looks its path up (a dict,
-then a few compiled patterns) to pick the set it fills.
+Bodies are also served gzip- and (with the ``brotli`` package) brotli-encoded without
+compressing anything per request: each constant stretch between two per-request values
+is compressed once, on its first use, and a request only frames its own values as
+uncompressed blocks between them (see :class:`Prepared`).
+
+``Config.messages`` gives some routes words of their own: each route has its own set of
+variants, so a request only looks its path up (a dict, then a few compiled patterns) to
+pick the set it fills.
 
 The URL is echoed once, in the manual retry link, and only up to ``MAX_ECHOED_URL``
 characters: a client must not make the page grow with its request. The script needs
@@ -16,17 +22,21 @@ no copy (it retries ``location``).
 
 from __future__ import annotations
 
+import array
 import base64
 import functools
 import hashlib
 import html
+import importlib
 import json
 import logging
+import operator
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
 
 import jinja2
@@ -103,6 +113,7 @@ _SCRIPT_LOOKUP: Final = re.compile(
 _ROUTE_PARAM: Final = re.compile(r"\{([^{}/]+)\}|<([^<>/]+)>")
 
 Key = tuple[int, str, bool]
+V = TypeVar("V")
 
 
 class ThemeError(ConfigError):
@@ -151,6 +162,388 @@ class Slotted:
         return "".join(out)
 
 
+# -- encoded bodies ---------------------------------------------------------------------
+#
+# A reply body is constant text with per-request values (URL, incident id, token, debug
+# detail) between. Encoding one per request would cost far more than building it, so the
+# constant stretches are compressed once, each on its own, and a request frames its values
+# as uncompressed blocks between them; every step is byte-aligned in both formats.
+#
+# gzip (RFC 1952/1951): each stretch is a raw deflate stream of its own (no reference
+# reaches outside it, since the values before it vary in length), ended by a sync flush
+# whose empty stored block's LEN/NLEN are cut off: a request's values follow as that
+# stored block's contents (split at 65,535 bytes), then the next stretch; the last one is
+# finished with the final block. The trailer's CRC-32 is combined from each stretch's
+# precomputed effect on a running CRC (a linear map, applied through four byte tables)
+# and the values' own CRC, so no constant byte is read per request.
+#
+# brotli (RFC 7932): one compressor runs over the whole body, flushed (byte-aligned) at
+# every boundary. Where values go, the stream carries an uncompressed meta-block written
+# here: the values, then the first two bytes of the next stretch (a decoder's literal
+# context is the last two bytes; these are the compressor's too). The compressor is fed,
+# in their place, filler as long as its sliding window (its output is dropped): made of
+# bytes the body never contains, with no two-byte sequence twice, it gives no match, so
+# (a) no reference of a later stretch can reach the values or anything before them, (b)
+# the distance cache is what the decoder has, and (c) the position is past the window in
+# both, where a dictionary reference's meaning no longer depends on it. That needs the
+# first stretch to fill the window too; a body whose first value comes earlier (a theme)
+# is served gzip-encoded instead. Each result is decoded once when built, as a check.
+
+GZIP: Final = "gzip"
+BROTLI: Final = "br"
+# The values a request supplies, in this order (absent ones are b"").
+VALUE_SLOTS: Final = (_URL_ATTR, _INCIDENT, _TOKEN, _DETAIL)
+# A constant stretch shorter than this between two values travels uncompressed with them.
+MIN_STRETCH: Final = 64
+# mtime 0 (none), XFL 2 (best compression), OS 255 (unknown).
+_GZIP_HEADER: Final = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff"
+_GZIP_END: Final = b"\x03\x00"  # an empty final block (fixed Huffman codes)
+_STORED_MAX: Final = 0xFFFF
+_BROTLI_QUALITY: Final = 11
+_BROTLI_LGWIN: Final = 10
+_BROTLI_WINDOW: Final = (1 << _BROTLI_LGWIN) - 16
+_BROTLI_END: Final = b"\x03"  # ISLAST, ISLASTEMPTY
+_BROTLI_STORED_MAX: Final = 1 << 16
+# Bytes that UTF-8 text never has (0xC0, 0xC1, 0xF5-0xFF) or that a page has no use for
+# (C0 controls but tab, LF and CR; DEL): the filler's alphabet.
+_FILLER_BYTES: Final = bytes(
+    [*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F, 0xC0, 0xC1, *range(0xF5, 0x100)]
+)
+
+
+def _brotli_module() -> Any:
+    try:
+        return importlib.import_module("brotli")
+    except ImportError:
+        return None
+
+
+_brotli: Any = _brotli_module()
+
+
+def brotli_available() -> bool:
+    """Whether the ``brotli`` package is installed (the ``gracefail[brotli]`` extra)."""
+    return _brotli is not None
+
+
+def _debruijn_pairs(alphabet: bytes) -> bytes:
+    """A sequence over ``alphabet`` holding every ordered pair of its bytes exactly once."""
+    k = len(alphabet)
+    # Every pair exactly once: an Eulerian circuit of the complete digraph with loops.
+    # Hierholzer's algorithm, iterative; start and end at symbol 0.
+    edges = {node: list(range(k - 1, -1, -1)) for node in range(k)}
+    stack, circuit = [0], []
+    while stack:
+        node = stack[-1]
+        if edges[node]:
+            stack.append(edges[node].pop())
+        else:
+            circuit.append(stack.pop())
+    return bytes(alphabet[index] for index in reversed(circuit))
+
+
+@functools.cache
+def _filler(absent: bytes) -> bytes | None:
+    """Filler for the brotli window out of the bytes in ``absent``, or None if too few."""
+    sequence = _debruijn_pairs(absent)
+    return sequence[:_BROTLI_WINDOW] if len(sequence) >= _BROTLI_WINDOW else None
+
+
+def _stored(data: bytes) -> list[bytes]:
+    """``data`` as the contents of the open stored block and any further ones (deflate)."""
+    size = len(data)
+    if size <= _STORED_MAX:
+        return [(size | (size ^ 0xFFFF) << 16).to_bytes(4, "little"), data]
+    out = []
+    for start in range(0, size, _STORED_MAX):
+        chunk = data[start : start + _STORED_MAX]
+        n = len(chunk)
+        if start:
+            out.append(b"\x00")  # BFINAL 0, BTYPE 00 (stored), padded to the byte
+        out += [(n | (n ^ 0xFFFF) << 16).to_bytes(4, "little"), chunk]
+    return out
+
+
+def _brotli_stored(data: bytes) -> list[bytes]:
+    """``data`` as uncompressed meta-blocks (ISLAST 0, MNIBBLES 4, ISUNCOMPRESSED 1)."""
+    out = []
+    for start in range(0, len(data), _BROTLI_STORED_MAX):
+        chunk = data[start : start + _BROTLI_STORED_MAX]
+        header = (len(chunk) - 1) << 3 | 1 << 19  # ISLAST 0, MNIBBLES-4 = 0, MLEN-1, 1
+        out += [header.to_bytes(3, "little"), chunk]
+    return out
+
+
+def _crc_tables(size: int) -> array.array[int]:
+    """How ``size`` constant bytes turn a running CRC-32: ``crc32(data, crc)`` is
+    ``T[crc & 255] ^ T[256 + (crc >> 8 & 255)] ^ T[512 + (crc >> 16 & 255)] ^
+    T[768 + (crc >> 24)] ^ crc32(data)``, the part in ``crc`` being linear and depending
+    only on the length."""
+    zeros = bytes(size)
+    base = zlib.crc32(zeros)
+    basis = [zlib.crc32(zeros, 1 << bit) ^ base for bit in range(32)]
+    table = array.array("I", bytes(4 * 1024))
+    for byte in range(4):
+        offset = 256 * byte
+        for value in range(1, 256):
+            low = value & -value
+            table[offset + value] = (
+                table[offset + (value ^ low)] ^ basis[8 * byte + low.bit_length() - 1]
+            )
+    return table
+
+
+def _deflate(data: bytes, last: bool) -> bytes:
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15, 9)
+    if last:
+        return compressor.compress(data) + compressor.flush(zlib.Z_FINISH)
+    flushed = compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    # The sync flush ends with an empty stored block: 3 header bits, padding, then
+    # 00 00 FF FF. Cut after the padding: the values become that block's contents.
+    assert flushed.endswith(b"\x00\x00\xff\xff")
+    return flushed[:-4]
+
+
+# Picks a run's pieces out of values + constants, always as a tuple.
+Picker = Callable[[tuple[bytes, ...]], tuple[bytes, ...]]
+# One run of values and the stretch after it: (its picker, the stretch deflated (or the
+# end), the stretch's CRC tables, crc32 of the stretch alone).
+_GzipStep = tuple[Picker, bytes, "array.array[int]", int]
+
+
+def _picker(order: Sequence[int], blank: int) -> Picker:
+    """``lambda pieces: tuple(pieces[i] for i in order)``, in C (``blank``: a b"" piece)."""
+    picker: Picker = operator.itemgetter(*order, *[blank] * (2 - len(order)))
+    return picker
+
+
+@dataclass(frozen=True, slots=True)
+class _GzipPlan:
+    head: bytes
+    crc: int
+    size: int  # the constant stretches' length
+    constants: tuple[bytes, ...]
+    steps: tuple[_GzipStep, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _BrotliPlan:
+    head: bytes
+    constants: tuple[bytes, ...]
+    steps: tuple[tuple[Picker, bytes], ...]
+
+
+class Prepared:
+    """One reply body ready to fill: per (variant, cause), with its sentence in place.
+
+    ``fill`` joins the request's values (see ``VALUE_SLOTS``) with the constant text;
+    ``encode`` does the same into a gzip or brotli stream whose constant parts were
+    compressed on first use. Thread-safe enough: two threads preparing the same encoding
+    at once build the same thing, and either result is kept.
+    """
+
+    __slots__ = (
+        "_br",
+        "_br_ready",
+        "_constants",
+        "_gzip",
+        "_gzip_ready",
+        "_layout",
+        "_pick",
+        "content_type",
+        "csp",
+    )
+
+    def __init__(
+        self, text: str, content_type: str = "text/html; charset=utf-8", csp: str | None = None
+    ):
+        self.content_type = content_type
+        self.csp = csp
+        pieces = _SLOT.split(text)
+        parts: list[str] = [pieces[0]]
+        slots: list[int] = []
+        for slot, part in zip(pieces[1::2], pieces[2::2], strict=True):
+            if slot in VALUE_SLOTS:
+                slots.append(VALUE_SLOTS.index(slot))
+                parts.append(part)
+            else:  # not ours (a theme's own private-use text): kept as it is
+                parts[-1] += slot + part
+        encoded = tuple(part.encode() for part in parts)
+        values = len(VALUE_SLOTS)
+        order = [values]
+        for index, slot in enumerate(slots, 1):
+            order += [slot, values + index]
+        self._constants = (*encoded, b"")  # the last: a blank for pickers
+        self._pick = _picker(
+            [index for index in order if index < values or encoded[index - values]],
+            values + len(encoded),
+        )
+        # head, then (run of value/constant indices, the next long stretch) pairs.
+        run: list[int] = []
+        head = encoded[0]
+        stretches: list[tuple[tuple[int, ...], bytes]] = []
+        if slots and len(head) < MIN_STRETCH:
+            run, head = ([values] if head else []), b""
+        for index, slot in enumerate(slots, 1):
+            run.append(slot)
+            part = encoded[index]
+            if len(part) >= MIN_STRETCH:
+                stretches.append((tuple(run), part))
+                run = []
+            elif part:
+                run.append(values + index)
+        if run:
+            stretches.append((tuple(run), b""))
+        self._layout = (head, tuple(stretches))
+        self._gzip: _GzipPlan | None = None
+        self._gzip_ready = False
+        self._br: _BrotliPlan | None = None
+        self._br_ready = False
+
+    def fill(self, values: tuple[bytes, ...]) -> bytes:
+        """The body with ``values`` (bytes, in ``VALUE_SLOTS`` order) in place."""
+        return b"".join(self._pick(values + self._constants))
+
+    def encode(
+        self, values: tuple[bytes, ...], accepted: Iterable[str]
+    ) -> tuple[bytes, str | None]:
+        """(body, content coding) in the first of ``accepted`` this body has, else as is."""
+        for coding in accepted:
+            if coding == BROTLI:
+                plan = self._br if self._br_ready else self._build_br()
+                if plan is not None:
+                    return _brotli_body(plan, values), BROTLI
+            elif coding == GZIP:
+                gzip = self._gzip if self._gzip_ready else self._build_gzip()
+                if gzip is not None:
+                    return _gzip_body(gzip, values), GZIP
+        return self.fill(values), None
+
+    def _sample(self) -> tuple[bytes, ...]:
+        return (b"/a/path?with=query", b"0123456789abcdef", b"t" * 48, b"")
+
+    def _build_gzip(self) -> _GzipPlan | None:
+        head, stretches = self._layout
+        constants = self._constants
+        blank = len(VALUE_SLOTS) + len(constants) - 1
+        steps: list[_GzipStep] = []
+        size = len(head)
+        for number, (order, stretch) in enumerate(stretches, 1):
+            size += len(stretch)
+            data = _deflate(stretch, number == len(stretches)) if stretch else _GZIP_END
+            table = _crc_tables(len(stretch))
+            steps.append((_picker(order, blank), data, table, zlib.crc32(stretch)))
+        if not stretches:
+            start = _deflate(head, last=True)
+        elif head:
+            start = _deflate(head, last=False)
+        else:
+            start = b"\x00"  # a stored block's header, padded: the first run follows
+        plan: _GzipPlan | None = _GzipPlan(
+            _GZIP_HEADER + start, zlib.crc32(head), size, constants, tuple(steps)
+        )
+        assert plan is not None
+        sample = self._sample()
+        body = _gzip_body(plan, sample)
+        if zlib.decompress(body, 31) != self.fill(sample):  # pragma: no cover - a bug
+            log.error("gracefail: a gzip body did not decode to the page; serving it as is")
+            plan = None
+        elif len(body) >= len(self.fill(sample)):
+            plan = None  # too small to gain anything
+        self._gzip, self._gzip_ready = plan, True
+        return plan
+
+    def _build_br(self) -> _BrotliPlan | None:
+        plan = self._brotli_plan()
+        self._br, self._br_ready = plan, True
+        return plan
+
+    def _brotli_plan(self) -> _BrotliPlan | None:
+        if _brotli is None:
+            return None
+        head, stretches = self._layout
+        if stretches and len(head) < _BROTLI_WINDOW:
+            return None  # a value comes too early: its length would shift the window
+        text = b"".join(self._constants)
+        filler = _filler(bytes(byte for byte in _FILLER_BYTES if byte not in text))
+        if filler is None:
+            return None
+        compressor = _brotli.Compressor(quality=_BROTLI_QUALITY, lgwin=_BROTLI_LGWIN)
+        if not stretches:
+            start = compressor.process(head) + compressor.finish()
+        else:
+            start = compressor.process(head) + compressor.flush()
+        # The constants, then each stretch's first two bytes (the runs end with them).
+        constants = [*self._constants, *(stretch[:2] for _, stretch in stretches if stretch)]
+        blank = len(VALUE_SLOTS) + len(self._constants) - 1
+        lead_index = blank + 1
+        steps = []
+        for number, (order, stretch) in enumerate(stretches, 1):
+            if not stretch:
+                steps.append((_picker(order, blank), _BROTLI_END))
+                continue
+            compressor.process(filler + stretch[:2])
+            compressor.flush()  # dropped: the request's values take its place
+            data = compressor.process(stretch[2:])
+            data += compressor.finish() if number == len(stretches) else compressor.flush()
+            steps.append((_picker((*order, lead_index), blank), data))
+            lead_index += 1
+        plan: _BrotliPlan | None = _BrotliPlan(start, tuple(constants), tuple(steps))
+        assert plan is not None
+        for sample in (self._sample(), (b"", b"x", b"", b"y" * 300)):
+            try:
+                decoded = _brotli.decompress(_brotli_body(plan, sample))
+            except _brotli.error:  # pragma: no cover - a bug
+                decoded = None
+            if decoded != self.fill(sample):  # pragma: no cover - a bug
+                log.error("gracefail: a brotli body did not decode to the page; not using brotli")
+                return None
+        if len(_brotli_body(plan, self._sample())) >= len(self.fill(self._sample())):
+            return None
+        return plan
+
+
+def _gzip_body(plan: _GzipPlan, values: tuple[bytes, ...]) -> bytes:
+    pieces = values + plan.constants
+    out = [plan.head]
+    crc = plan.crc
+    size = plan.size
+    crc32 = zlib.crc32
+    for pick, deflated, table, stretch_crc in plan.steps:
+        data = b"".join(pick(pieces))
+        length = len(data)
+        size += length
+        if length <= _STORED_MAX:  # the open stored block's LEN and NLEN, then the data
+            out += [(length | (length ^ 0xFFFF) << 16).to_bytes(4, "little"), data, deflated]
+        else:
+            out += [*_stored(data), deflated]
+        crc = crc32(data, crc)
+        crc = (
+            table[crc & 255]
+            ^ table[256 | crc >> 8 & 255]
+            ^ table[512 | crc >> 16 & 255]
+            ^ table[768 | crc >> 24]
+            ^ stretch_crc
+        )
+    out.append((crc | (size & 0xFFFFFFFF) << 32).to_bytes(8, "little"))
+    return b"".join(out)
+
+
+def _brotli_body(plan: _BrotliPlan, values: tuple[bytes, ...]) -> bytes:
+    pieces = values + plan.constants
+    out = [plan.head]
+    for pick, data in plan.steps:
+        run = b"".join(pick(pieces))
+        size = len(run)
+        if 0 < size <= _BROTLI_STORED_MAX:
+            # ISLAST 0, MNIBBLES 4 (written 0), MLEN - 1, ISUNCOMPRESSED 1; to the byte.
+            out += [((size - 1) << 3 | 1 << 19).to_bytes(3, "little"), run]
+        elif run:
+            out += _brotli_stored(run)
+        out.append(data)
+    return b"".join(out)
+
+
 def what_happened(failure: Failure) -> str:
     """The story the reply tells about ``failure``: unreachable, bad_answer or timeout."""
     if failure.status == 504:
@@ -175,15 +568,57 @@ class PageBody:
     csp: str
 
 
+ReplyKey = tuple[str, int, str, bool, str]  # kind, status, locale, safe, story
+
+
+class LazyVariants(Mapping[Key, V]):
+    """Every variant's key, each value made at its first use (then kept).
+
+    Two threads asking for the same new variant at once may both make it; the first one
+    stored is kept and returned to both. ``built`` holds those made so far.
+    """
+
+    __slots__ = ("_keys", "_make", "_order", "built")
+
+    def __init__(self, keys: Iterable[Key], make: Callable[[Key], V]):
+        self._order = tuple(keys)
+        self._keys = frozenset(self._order)
+        self._make = make
+        self.built: dict[Key, V] = {}
+
+    def __getitem__(self, key: Key) -> V:
+        found = self.built.get(key)
+        if found is None:
+            if key not in self._keys:
+                raise KeyError(key)
+            found = self.built.setdefault(key, self._make(key))
+        return found
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._keys
+
+    def __iter__(self) -> Iterator[Key]:
+        return iter(self._order)
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+
 @dataclass(frozen=True, slots=True)
 class Variants:
     """Every reply one set of strings gives: page, plain text and problem+json per
-    (status, locale, safe), and the sentence of each story per (story, locale)."""
+    (status, locale, safe), each made at its first use, and the sentence of each story
+    per (story, locale). ``replies`` caches the bodies requests fill, by
+    (kind, status, locale, safe, story); ``shared`` are the locales whose variants are
+    the default set's (a ``Config.messages`` route that changes no word in them)."""
 
     pages: Mapping[Key, PageBody]
     texts: Mapping[Key, Slotted]
     problems: Mapping[Key, Slotted]
     explanations: Mapping[tuple[str, str], Explanation]
+    replies: dict[ReplyKey, Prepared] = field(default_factory=dict, compare=False)
+    shared: frozenset[str] = frozenset()
+    strings: Mapping[str, Mapping[str, str]] = field(default_factory=dict, compare=False)
 
 
 class Routes:
@@ -331,6 +766,10 @@ class Renderer:
     """
 
     def __init__(self, config: Config, *, strict: bool = False):
+        """Load the strings and the template, and check them: a bad locale file, a
+        template that does not render or breaks the page's contract fail here. The
+        variants themselves are rendered at their first use, or all here if ``strict``
+        (``gracefail check``, ``gracefail export``, Django's checks)."""
         self.config = config
         self.strict = strict
         try:
@@ -340,15 +779,24 @@ class Renderer:
         self.locale_names = self.wording.names
         self.locales: Mapping[str, Mapping[str, str]] = self.wording.table
         self.css = _compact_css(f":root{{--gf-accent:{config.brand.color}}}\n" + _asset("page.css"))
-        script = _asset("recover.js")
-        self.js = _minify_js(script)
-        self.script_ids = script_ids(script)
+        self._script = _asset("recover.js")
+        self.script_ids = script_ids(self._script)
         self._connect_src = " ".join(filter(None, ["'self'", _origin(config.status_api_url)]))
+        self._debug = config.debug
         self.template_name = "the built-in page"
         self.default: Variants
         self.routes: dict[str, Variants] = {}
         self._routes: Routes | None = None
+        self._template: jinja2.Template | None
+        self._built_in: jinja2.Template | None = None
+        self._checking = True  # a variant that fails to render raises while this is set
         self._prepare()
+        self._checking = False
+
+    @property
+    def js(self) -> str:
+        """The recovery script as the page inlines it (minified at its first use)."""
+        return _minify_js(self._script)
 
     @property
     def pages(self) -> Mapping[Key, PageBody]:
@@ -372,9 +820,13 @@ class Renderer:
         )
 
     def _prepare(self) -> None:
+        if self.config.template_dir is None and not self.config.messages and not self.strict:
+            # The built-in page with the shipped strings: nothing of the deployer's to check,
+            # so even compiling the template waits for the first failure.
+            self._use(None)
+            return
         try:
-            template = self._environment(user=True).get_template("page.html")
-            self._render_all(template)
+            self._use(self._environment(user=True).get_template("page.html"))
         except ConfigError:
             raise  # the theme breaks the page's contract, or a route's words do not fit
         except Exception:
@@ -384,27 +836,50 @@ class Renderer:
                 "gracefail: the template in %s failed; serving the built-in page instead",
                 self.config.template_dir,
             )
-            template = self._environment(user=False).get_template("page.html")
-            self._render_all(template)
+            self._use(self._environment(user=False).get_template("page.html"))
 
-    def _render_all(self, template: jinja2.Template) -> None:
-        self.template_name = template.filename or template.name or "page.html"
-        self.default = self._variants(template, self.locales, None)
+    def _use(self, template: jinja2.Template | None) -> None:
+        self._template = template
+        if template is not None:
+            self.template_name = template.filename or template.name or "page.html"
+        self.default = self._variants(self.locales, None)
         self.routes = {}
         for route, overrides in self.config.messages.items():
             strings = {
                 locale: {**table, **_overrides_for(overrides, locale)}
                 for locale, table in self.locales.items()
             }
-            self.routes[route] = self._variants(template, strings, route)
+            self.routes[route] = self._variants(strings, route)
         self._routes = Routes(self.routes.items()) if self.routes else None
+        if self.strict:
+            # Everything, with the real script: exact sizes and hashes for check and export.
+            for variants in (self.default, *self.routes.values()):
+                for key in variants.pages:
+                    variants.pages[key]
+                    variants.texts[key]
+                    variants.problems[key]
+            return
+        if template is None:
+            return
+        # A theme or route words: one variant of each set, so that the template renders,
+        # keeps per-request values out of <script> and <style>, carries the script's
+        # elements, and fits the budget (a warning) now rather than at the first failure.
+        default_locale = self.config.default_locale
+        if default_locale not in self.locale_names:
+            default_locale = self.locale_names[0]
+        for variants in (self.default, *self.routes.values()):
+            locale = next(
+                (
+                    name
+                    for name in (default_locale, *self.locale_names)
+                    if name not in variants.shared
+                ),
+                None,
+            )
+            if locale is not None:
+                variants.pages[502, locale, True]
 
-    def _variants(
-        self,
-        template: jinja2.Template,
-        table: Mapping[str, Mapping[str, str]],
-        route: str | None,
-    ) -> Variants:
+    def _variants(self, table: Mapping[str, Mapping[str, str]], route: str | None) -> Variants:
         brand = self.config.brand.name
         strings = {
             locale: {key: text.replace("{brand}", brand) for key, text in words.items()}
@@ -417,24 +892,72 @@ class Renderer:
             for locale in self.locale_names
         }
         default = self.default if route is not None else None
-        pages: dict[Key, PageBody] = {}
-        texts: dict[Key, Slotted] = {}
-        problems: dict[Key, Slotted] = {}
-        for locale in self.locale_names:
-            if default is not None and table[locale] == self.locales[locale]:
-                # The route says nothing new in this locale: share the default's variants.
-                for key in default.pages:
-                    if key[1] == locale:
-                        pages[key], texts[key] = default.pages[key], default.texts[key]
-                        problems[key] = default.problems[key]
-                continue
-            for status in REASONS:
-                for safe in (True, False):
-                    key = (status, locale, safe)
-                    pages[key] = self._page(template, key, strings[locale], explanations, route)
-                    texts[key] = Slotted(self._text(status, strings[locale], safe))
-                    problems[key] = Slotted(self._problem(status, strings[locale], safe))
-        return Variants(pages, texts, problems, explanations)
+        shared = frozenset(
+            locale
+            for locale in self.locale_names
+            if default is not None and table[locale] == self.locales[locale]
+        )
+        keys = [
+            (status, locale, safe)
+            for locale in self.locale_names
+            for status in REASONS
+            for safe in (True, False)
+        ]
+
+        def page(key: Key) -> PageBody:
+            if default is not None and key[1] in shared:
+                # The route says nothing new in this locale: the default's variant.
+                return default.pages[key]
+            return self._render(key, strings[key[1]], explanations, route)
+
+        def text(key: Key) -> Slotted:
+            if default is not None and key[1] in shared:
+                return default.texts[key]
+            status, locale, safe = key
+            return Slotted(self._text(status, strings[locale], safe))
+
+        def problem(key: Key) -> Slotted:
+            if default is not None and key[1] in shared:
+                return default.problems[key]
+            status, locale, safe = key
+            return Slotted(self._problem(status, strings[locale], safe))
+
+        return Variants(
+            LazyVariants(keys, page),
+            LazyVariants(keys, text),
+            LazyVariants(keys, problem),
+            explanations,
+            shared=shared,
+            strings=strings,
+        )
+
+    def _render(
+        self,
+        key: Key,
+        strings: Mapping[str, str],
+        explanations: Mapping[tuple[str, str], Explanation],
+        route: str | None,
+    ) -> PageBody:
+        """One variant of the page, at its first use. Past start-up, a theme that fails
+        for this variant only is logged and the built-in page serves it."""
+        try:
+            if self._template is None:
+                self._template = self._environment(user=False).get_template("page.html")
+            return self._page(self._template, key, strings, explanations, route)
+        except Exception:
+            if self._checking or self.config.template_dir is None:
+                raise
+            status, locale, safe = key
+            log.exception(
+                "gracefail: %s failed for the %s/%s/%s page; serving the built-in page for it",
+                self.template_name,
+                status,
+                locale,
+                "GET" if safe else "POST",
+            )
+            if self._built_in is None:
+                self._built_in = self._environment(user=False).get_template("page.html")
+            return self._page(self._built_in, key, strings, explanations, route)
 
     def _explanation(self, sentence: str) -> Explanation:
         return Explanation(
@@ -472,8 +995,10 @@ class Renderer:
         explanations: Mapping[tuple[str, str], Explanation],
         route: str | None,
     ) -> PageBody:
+        """One variant rendered and checked."""
         status, locale, safe = key
         config = self.config
+        script = self.js
         config_json = _script_safe(
             json.dumps(
                 self.script_config(status, locale, safe, strings),
@@ -495,7 +1020,7 @@ class Renderer:
             # target or to a health endpoint's JSON.
             retry_url=Markup(_URL_ATTR if safe else "/"),  # noqa: S704 - placeholder or "/"
             css=Markup(self.css),  # noqa: S704 - our own asset / JSON escaped for <script>
-            js=Markup(self.js),  # noqa: S704 - our own asset / JSON escaped for <script>
+            js=Markup(script),  # noqa: S704 - our own asset / JSON escaped for <script>
             config_json=Markup(config_json),  # noqa: S704 - our own asset / JSON escaped for <script>
             noscript_refresh=NOSCRIPT_REFRESH,
             retry_after=config.retry.retry_after,
@@ -509,7 +1034,7 @@ class Renderer:
                 "retry_url, explain, debug_detail) inside a <script> or <style>: its CSP hash "
                 "would change with every request; output them in the page's HTML"
             )
-        if self.js in scripts:
+        if script in scripts:
             self._check_elements(text)
         # Measured with the longest sentence this status can carry: it must fit with any.
         longest = max(
@@ -602,37 +1127,90 @@ class Renderer:
         url: str,
     ) -> tuple[bytes, str, str | None]:
         """(body, content type, CSP or None) for one reply."""
-        detail = ""
-        if self.config.debug:
-            detail = " ".join(filter(None, [failure.error_type, failure.upstream, failure.detail]))
+        body, content_type, csp, _ = self.encoded_body(
+            kind, failure, locale, safe, incident, token, url
+        )
+        return body, content_type, csp
+
+    def encoded_body(
+        self,
+        kind: Kind,
+        failure: Failure,
+        locale: str,
+        safe: bool,
+        incident: str,
+        token: str,
+        url: str,
+        accepted: tuple[str, ...] = (),
+    ) -> tuple[bytes, str, str | None, str | None]:
+        """(body, content type, CSP or None, content coding or None) for one reply.
+
+        ``accepted``: the content codings the client takes, preferred first, as
+        :func:`gracefail.negotiate.accepted_encodings` gives them (``"br"``, ``"gzip"``).
+        The body comes in the first of them this reply has (brotli needs the ``brotli``
+        package; a body too small to gain, or a theme's page with a per-request value in
+        its first kilobyte, has no brotli or gzip form), else as it is, coding None.
+        Whatever the coding, the body decodes to the same bytes.
+        """
         status = failure.status
         variants = self.default
         if self._routes is not None:
             variants = self._routes.match(url) or variants
-        explanation = variants.explanations[what_happened(failure), locale]
+        if status == 504:
+            story = "timeout"
+        elif failure.cause in UNREACHABLE_CAUSES:
+            story = "unreachable"
+        else:
+            story = "bad_answer"
+        key = (kind, status, locale, safe, story)
+        prepared = variants.replies.get(key) or self._reply(variants, key)
+        if kind == "html":
+            link = html.escape(url[: MAX_ECHOED_URL + 1]) if url else ""
+            values = (
+                link.encode() if len(link) <= MAX_ECHOED_URL else b"",
+                incident.encode(),
+                token.encode(),
+                html.escape(self._detail(failure)).encode() if self._debug else b"",
+            )
+        else:
+            detail = b""
+            if self._debug:
+                text = self._detail(failure)
+                detail = (
+                    escape_json_string(text) if kind == "json" else text.replace("\n", " ")
+                ).encode()
+            values = (b"", incident.encode(), b"", detail)
+        if accepted:
+            body, coding = prepared.encode(values, accepted)
+            return body, prepared.content_type, prepared.csp, coding
+        return prepared.fill(values), prepared.content_type, prepared.csp, None
+
+    @staticmethod
+    def _detail(failure: Failure) -> str:
+        return " ".join(filter(None, [failure.error_type, failure.upstream, failure.detail]))
+
+    def _reply(self, variants: Variants, key: ReplyKey) -> Prepared:
+        """The body a request fills, for ``key``, made at its first use."""
+        kind, status, locale, safe, story = key
+        if story not in STORIES.get(status, ()):
+            raise KeyError(key)
+        if locale in variants.shared:
+            prepared = self.default.replies.get(key) or self._reply(self.default, key)
+            return variants.replies.setdefault(key, prepared)
+        explanation = variants.explanations[story, locale]
+        text: Slotted
+        csp = None
         if kind == "html":
             page = variants.pages[status, locale, safe]
-            link = html.escape(url[: MAX_ECHOED_URL + 1])
-            values = {
-                _EXPLAIN: explanation.html,
-                _INCIDENT: incident,
-                _TOKEN: token,
-                _URL_ATTR: link if len(link) <= MAX_ECHOED_URL else "",
-                _DETAIL: html.escape(detail),
-            }
-            return page.text.fill_bytes(values), "text/html; charset=utf-8", page.csp
-        if kind == "json":
-            values = {
-                _EXPLAIN: explanation.json,
-                _INCIDENT: incident,
-                _DETAIL: escape_json_string(detail),
-            }
-            body = variants.problems[status, locale, safe].fill_bytes(values)
-            return body, "application/problem+json", None
-        values = {
-            _EXPLAIN: explanation.text,
-            _INCIDENT: incident,
-            _DETAIL: detail.replace("\n", " "),
-        }
-        body = variants.texts[status, locale, safe].fill_bytes(values)
-        return body, "text/plain; charset=utf-8", None
+            text, sentence, csp = page.text, explanation.html, page.csp
+            content_type = "text/html; charset=utf-8"
+        elif kind == "json":
+            text, sentence = variants.problems[status, locale, safe], explanation.json
+            content_type = "application/problem+json"
+        else:
+            text, sentence = variants.texts[status, locale, safe], explanation.text
+            content_type = "text/plain; charset=utf-8"
+        values = {slot: slot for slot in text.slots}
+        values[_EXPLAIN] = sentence
+        prepared = Prepared(text.fill(values), content_type, csp)
+        return variants.replies.setdefault(key, prepared)
