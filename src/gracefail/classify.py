@@ -27,9 +27,10 @@ APP_TIMEOUT: Final = "app_timeout"
 GRPC: Final = "grpc"  # resolved to timeout/connection from the call's status code
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Failure:
-    """An upstream failure, as the rest of gracefail sees it."""
+    """An upstream failure, as the rest of gracefail sees it (a value: read-only; not
+    ``frozen``, which would cost about 100 ns a field each time one is made)."""
 
     status: int
     cause: str
@@ -122,8 +123,10 @@ def upstream_classes(
 def _attr(obj: object, *names: str) -> object:
     for name in names:
         try:
-            obj = getattr(obj, name)
-        except Exception:
+            obj = getattr(obj, name, None)
+        except Exception:  # a property that raises something other than AttributeError
+            return None
+        if obj is None:
             return None
     return obj
 
@@ -168,6 +171,12 @@ def _upstream_host(exc: BaseException) -> str | None:
 
 def _chain(exc: BaseException) -> list[BaseException]:
     """The exception, then what caused it, then what it happened during, without loops."""
+    if (
+        exc.__cause__ is None
+        and (exc.__context__ is None or exc.__suppress_context__)
+        and getattr(exc, "reason", None) is None
+    ):
+        return [exc]  # the usual case: one exception, nothing behind it
     seen: list[BaseException] = []
     todo: list[BaseException] = [exc]
     while todo and len(seen) < _CHAIN_LIMIT:
@@ -239,9 +248,19 @@ class Classifier:
     @staticmethod
     def app_timeout() -> Failure:
         """The failure ``Config.timeout`` expiring stands for."""
-        return Failure(status=504, cause=APP_TIMEOUT, error_type="gracefail.timeout")
+        return _APP_TIMEOUT
 
     @staticmethod
     def from_status(status: int) -> Failure:
         """The failure an app's own 502/504 response stands for."""
+        known = _APP_RESPONSES.get(status)
+        if known is not None:
+            return known
         return Failure(status=status, cause=APP_RESPONSE, error_type=str(status))
+
+
+# The failures that carry nothing of a request: made once, shared (read-only).
+_APP_TIMEOUT: Final = Failure(status=504, cause=APP_TIMEOUT, error_type="gracefail.timeout")
+_APP_RESPONSES: Final = {
+    code: Failure(status=code, cause=APP_RESPONSE, error_type=str(code)) for code in (502, 504)
+}

@@ -24,16 +24,20 @@ __all__ = [
 ]
 
 _PATH_SAFE: Final = "/:@!$&'()*+,;=-._~"
+_CONTENT_KEYS: Final = (("CONTENT_TYPE", "content-type"), ("CONTENT_LENGTH", "content-length"))
 
 
 def environ_headers(environ: Mapping[str, Any]) -> dict[str, str]:
     """Request headers from a WSGI environ, with lower-case dashed names."""
-    headers: dict[str, str] = {}
-    for key, value in environ.items():
-        if key.startswith("HTTP_"):
-            headers[key[5:].lower().replace("_", "-")] = value
-        elif key in ("CONTENT_TYPE", "CONTENT_LENGTH") and value:
-            headers[key.lower().replace("_", "-")] = value
+    headers = {
+        key[5:].lower().replace("_", "-"): value
+        for key, value in environ.items()
+        if key[:5] == "HTTP_"
+    }
+    for key, name in _CONTENT_KEYS:
+        value = environ.get(key)
+        if value:
+            headers[name] = value
     return headers
 
 
@@ -66,8 +70,15 @@ def decode_headers(raw: Iterable[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
 
 def scope_headers(scope: Mapping[str, Any]) -> dict[str, str]:
     """Request headers of an ASGI scope; repeated names joined with ", " (RFC 9110)."""
-    headers: dict[str, str] = {}
-    for raw_name, raw_value in scope.get("headers", ()):
+    raw = scope.get("headers", ())
+    if not isinstance(raw, list | tuple):
+        raw = list(raw)  # any iterable, read once
+    headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in raw}
+    if len(headers) == len(raw):
+        return headers
+    # A name sent more than once: its values joined, in order (RFC 9110).
+    headers = {}
+    for raw_name, raw_value in raw:
         name = raw_name.decode("latin-1").lower()
         value = raw_value.decode("latin-1")
         headers[name] = f"{headers[name]}, {value}" if name in headers else value
