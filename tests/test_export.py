@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import gzip
+import os
+import subprocess
 from pathlib import Path
 
+import brotli
+import httpx
 import pytest
 from click.testing import CliRunner
 
 from gracefail import Config, RetryPolicy
 from gracefail import export as export_module
 from gracefail.cli import main
+from gracefail.config import LOCALES
 from gracefail.export import HAPROXY_ROOM, export_pages, haproxy_size
+from tests.conftest import ROOT, free_port, require_binary, start_server, stop
 
 CONFIG = Config(recorders=[], secret="s" * 20, retry=RetryPolicy(retry_after=7))
 
@@ -76,3 +83,84 @@ def test_an_errorfile_too_large_for_haproxy_is_written_with_a_warning(
     output = CliRunner().invoke(main, ["export", "--out", str(tmp_path / "cli")])
     assert output.exit_code == 0
     assert output.output.count("warning: ") == 3
+
+
+def test_every_page_has_gzip_and_brotli_copies(tmp_path: Path) -> None:
+    result = export_pages(CONFIG, tmp_path)
+    pages = sorted(tmp_path.rglob("*.html"))
+    assert len(pages) == 2 * len(LOCALES)
+    for page in pages:
+        body = page.read_bytes()
+        packed = page.with_name(page.name + ".gz").read_bytes()
+        assert gzip.decompress(packed) == body
+        assert packed[4:8] == bytes(4), "no mtime: the same page exports to the same bytes"
+        assert len(packed) < len(body) / 2
+        squeezed = page.with_name(page.name + ".br").read_bytes()
+        assert brotli.decompress(squeezed) == body
+        assert len(squeezed) < len(packed)
+    assert {path.suffix for path in result.files} >= {".html", ".gz", ".br"}
+    # A second export refuses to overwrite any of them.
+    (tmp_path / "502.html").unlink()
+    with pytest.raises(export_module.ExportError, match="--force"):
+        export_pages(CONFIG, tmp_path)
+
+
+BROTLI_MODULE = Path("/usr/lib/nginx/modules/ngx_http_brotli_static_module.so")
+
+
+def test_nginx_sends_the_compressed_copies(tmp_path: Path) -> None:
+    # integrations/nginx/gracefail.conf in a real nginx with the app down: a client that
+    # takes gzip gets 502.html.gz as it is on disk, one that takes brotli (with ngx_brotli's
+    # static module) 502.html.br, one that takes neither the page.
+    nginx = require_binary("/usr/sbin/nginx", "apt-get install nginx-light")
+    pages = tmp_path / "pages"
+    export_pages(CONFIG, pages)
+    listen, app_port = free_port(), free_port()
+    snippet = (ROOT / "integrations" / "nginx" / "gracefail.conf").read_text()
+    snippet = snippet.replace("127.0.0.1:8000", f"127.0.0.1:{app_port}")
+    snippet = snippet.replace("/var/www/gracefail", str(pages))
+    brotli_static = BROTLI_MODULE.exists()
+    if brotli_static:
+        snippet = snippet.replace("# brotli_static on;", "brotli_static on;  ")
+    head = f"load_module {BROTLI_MODULE};\n" if brotli_static else ""
+    head += "user root;\n" if os.geteuid() == 0 else ""
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(
+        f"{head}daemon off;\nworker_processes 1;\npid {tmp_path}/nginx.pid;\n"
+        f"error_log {tmp_path}/error.log;\nevents {{ worker_connections 64; }}\n"
+        f"http {{\n access_log off;\n client_body_temp_path {tmp_path}/body;\n"
+        f" proxy_temp_path {tmp_path}/proxy;\n fastcgi_temp_path {tmp_path}/fcgi;\n"
+        f" uwsgi_temp_path {tmp_path}/uwsgi;\n scgi_temp_path {tmp_path}/scgi;\n"
+        f" server {{\n  listen 127.0.0.1:{listen};\n{snippet}\n }}\n}}\n"
+    )
+    check = subprocess.run([nginx, "-t", "-c", str(conf)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+    proxy = start_server([nginx, "-c", str(conf)], listen)
+    try:
+        page = (pages / "502.html").read_bytes()
+        codings = [("gzip, deflate", "gzip"), ("identity", None)]
+        if brotli_static:
+            codings.append(("gzip, deflate, br, zstd", "br"))
+        for header, coding in codings:
+            with httpx.Client() as client:
+                request = client.build_request(
+                    "GET",
+                    f"http://127.0.0.1:{listen}/orders?id=3",
+                    headers={"accept": "text/html", "accept-encoding": header},
+                )
+                reply = client.send(request, stream=True)
+                raw = b"".join(reply.iter_raw())
+                reply.close()
+            assert reply.status_code == 502
+            assert reply.headers.get("content-encoding") == coding
+            assert reply.headers["cache-control"] == "no-store"
+            assert "script-src 'sha256-" in reply.headers["content-security-policy"]
+            if coding is None:
+                assert raw == page
+            else:
+                assert (
+                    raw == (pages / f"502.html.{'gz' if coding == 'gzip' else 'br'}").read_bytes()
+                )
+                assert "accept-encoding" in reply.headers["vary"].lower()
+    finally:
+        stop(proxy)

@@ -3,7 +3,10 @@
 ``gracefail export --out DIR`` writes, for every proxy at once:
 
 * ``502.html`` and ``504.html`` (the default locale; other locales under
-  ``DIR/<locale>/``): the pages, for nginx, Apache and Caddy to serve as files;
+  ``DIR/<locale>/``): the pages, for nginx, Apache and Caddy to serve as files; beside
+  each, ``502.html.gz`` and, with the ``brotli`` package, ``502.html.br``: the same page
+  compressed, for nginx's ``gzip_static`` and ``brotli_static`` (and Caddy's
+  ``precompressed``) to send to the clients that take them;
 * ``csp.conf``: nginx ``add_header`` lines: the Content-Security-Policy whose hashes
   match the exported script and style, ``Cache-Control: no-store``, ``Retry-After``;
 * ``apache.conf``: the same headers as Apache ``Header always set`` lines, and the
@@ -21,13 +24,14 @@ HAProxy's default buffer is still written, with a warning in ``Exported.warnings
 
 from __future__ import annotations
 
+import gzip
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
 from .classify import Failure
 from .config import LOCALES, Config
-from .render import Renderer
+from .render import Renderer, brotli_module
 
 __all__ = ["HAPROXY_ROOM", "ExportError", "Exported", "export_pages", "haproxy_response"]
 
@@ -112,7 +116,12 @@ def export_pages(config: Config, out: Path, *, force: bool = False) -> Exported:
             body, _, page_csp = renderer.body(
                 "html", Failure(status, "proxy"), locale, True, STATIC_INCIDENT, "", "/"
             )
-            targets[folder / f"{status}.html"] = body
+            path = folder / f"{status}.html"
+            targets[path] = body
+            targets[path.with_name(path.name + ".gz")] = gzip.compress(body, 9, mtime=0)
+            brotli = brotli_module()
+            if brotli is not None:
+                targets[path.with_name(path.name + ".br")] = brotli.compress(body, quality=11)
             csp = page_csp or csp
     targets[out / "csp.conf"] = (
         "# Include inside the location that serves gracefail's exported pages.\n"

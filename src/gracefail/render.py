@@ -211,19 +211,20 @@ _FILLER_BYTES: Final = bytes(
 )
 
 
-def _brotli_module() -> Any:
-    try:
-        return importlib.import_module("brotli")
-    except ImportError:
-        return None
+_brotli: Any = False  # not looked for yet
 
 
-_brotli: Any = _brotli_module()
+def brotli_module() -> Any:
+    """The ``brotli`` module (the ``gracefail[brotli]`` extra), or None if not installed.
 
-
-def brotli_available() -> bool:
-    """Whether the ``brotli`` package is installed (the ``gracefail[brotli]`` extra)."""
-    return _brotli is not None
+    Imported at the first brotli-encoded body, not with gracefail."""
+    global _brotli
+    if _brotli is False:
+        try:
+            _brotli = importlib.import_module("brotli")
+        except ImportError:
+            _brotli = None
+    return _brotli
 
 
 def _debruijn_pairs(alphabet: bytes) -> bytes:
@@ -459,7 +460,8 @@ class Prepared:
         return plan
 
     def _brotli_plan(self) -> _BrotliPlan | None:
-        if _brotli is None:
+        brotli = brotli_module()
+        if brotli is None:
             return None
         head, stretches = self._layout
         if stretches and len(head) < _BROTLI_WINDOW:
@@ -468,7 +470,7 @@ class Prepared:
         filler = _filler(bytes(byte for byte in _FILLER_BYTES if byte not in text))
         if filler is None:
             return None
-        compressor = _brotli.Compressor(quality=_BROTLI_QUALITY, lgwin=_BROTLI_LGWIN)
+        compressor = brotli.Compressor(quality=_BROTLI_QUALITY, lgwin=_BROTLI_LGWIN)
         if not stretches:
             start = compressor.process(head) + compressor.finish()
         else:
@@ -492,8 +494,8 @@ class Prepared:
         assert plan is not None
         for sample in (self._sample(), (b"", b"x", b"", b"y" * 300)):
             try:
-                decoded = _brotli.decompress(_brotli_body(plan, sample))
-            except _brotli.error:  # pragma: no cover - a bug
+                decoded = brotli.decompress(_brotli_body(plan, sample))
+            except brotli.error:  # pragma: no cover - a bug
                 decoded = None
             if decoded != self.fill(sample):  # pragma: no cover - a bug
                 log.error("gracefail: a brotli body did not decode to the page; not using brotli")
