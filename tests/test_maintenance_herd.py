@@ -35,7 +35,8 @@ const context = {
   document: {getElementById: (id) => nodes[id] || null},
   setTimeout: (fn, ms) => { timers.push([fn, ms]); return timers.length; },
   fetch: () => Promise.resolve({status: 503}),
-  location: {pathname: "/shop", search: "", replace: () => { throw new Error("no navigation expected"); }},
+  location: {pathname: "/shop", search: "",
+             replace: () => { throw new Error("no navigation expected"); }},
   Math, JSON, Intl,
   Date: class extends Date {
     constructor(...args) { if (args.length) { super(...args); } else { super(input.now); } }
