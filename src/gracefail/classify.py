@@ -158,6 +158,8 @@ def _grpc_status(exc: BaseException) -> int | None:
 def _upstream_host(exc: BaseException) -> str | None:
     if isinstance(exc, UpstreamError):
         return exc.upstream
+    if _attr(exc, "request") is None and _attr(exc, "request_info") is None:
+        return None  # most exceptions: nothing that names the upstream
     for path in (("request", "url", "host"), ("request", "url"), ("request_info", "url", "host")):
         value = _attr(exc, *path)
         if isinstance(value, str) and value:
@@ -201,6 +203,7 @@ class Classifier:
             rules[path] = _EXCLUDED if status is None else (status, "configured")
         self._rules = rules
         self._by_class: dict[type, tuple[int | None, str] | None] = {}
+        self._paths: dict[type, str] = {}
 
     def _rule(self, cls: type) -> tuple[int | None, str] | None:
         try:
@@ -216,6 +219,14 @@ class Classifier:
         if len(self._by_class) < _CACHE_LIMIT:
             self._by_class[cls] = found
         return found
+
+    def _path(self, cls: type) -> str:
+        path = self._paths.get(cls)
+        if path is None:
+            path = class_path(cls)
+            if len(self._paths) < _CACHE_LIMIT:
+                self._paths[cls] = path
+        return path
 
     def classify(self, exc: BaseException) -> Failure | None:
         """The upstream failure this exception stands for, or None if it is not one."""
@@ -241,7 +252,7 @@ class Classifier:
                 cause=cause,
                 upstream=_upstream_host(link),
                 detail=(detail or None) and detail[:500],
-                error_type=class_path(type(link)),
+                error_type=self._path(type(link)),
             )
         return None
 
