@@ -325,3 +325,19 @@ def test_a_bare_token_cannot_be_stretched_to_a_page_view_key(signer: TokenSigner
 def test_malformed_page_view_keys_are_refused(signer: TokenSigner, token: str) -> None:
     with pytest.raises(TokenError, match="malformed"):
         signer.verify(token, now=NOW)
+
+
+@pytest.mark.parametrize("key", [b"k", b"x" * 32, b"y" * 64, b"z" * 65, "s\u00e9cret-" * 20])
+def test_mac_is_standard_hmac_sha256(key: str | bytes) -> None:
+    """The signer's precomputed HMAC states give the bytes of hmac.digest, whatever the
+    key's length (keys longer than a block are hashed first, RFC 2104)."""
+    import base64
+    import hmac
+
+    signer = TokenSigner(key, 60)
+    raw = key.encode() if isinstance(key, str) else key
+    token = signer.sign("incident-1", 502, now=1_700_000_000)
+    message, mac = token.rsplit("~", 1)
+    expected = hmac.digest(raw, message.encode(), "sha256")[:16]
+    assert mac == base64.urlsafe_b64encode(expected).rstrip(b"=").decode()
+    assert signer.verify(token, now=1_700_000_001).incident == "incident-1"
