@@ -385,8 +385,9 @@ class Proxy:
         addition = PROXY["nginx"].strip()
         locations = re.findall(r"^location (?:/|@gracefail_50[24]) \{$", snippet, re.M)
         assert len(locations) == 3, locations
-        for location in locations:
-            snippet = snippet.replace(location, f"{location}\n    {addition}")
+        if addition not in snippet:  # once gateway.conf carries it, as it is
+            for location in locations:
+                snippet = snippet.replace(location, f"{location}\n    {addition}")
         snippet = (
             snippet.replace(DOC_APP, f"127.0.0.1:{site.app_port}")
             .replace("127.0.0.1:8080", f"127.0.0.1:{self.gateway_port}")
