@@ -412,6 +412,7 @@ class Engine:
             url=url,
             retry_after=retry_after,
             now=now,
+            accept_language=headers.get("accept-language"),
         )
         reply_headers = [
             ("content-type", content_type),
