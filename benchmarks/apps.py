@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import types
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
@@ -69,6 +70,28 @@ class PassThroughASGI:
         await self.app(scope, receive, watched)
 
 
+class CatchASGI:
+    """The least a middleware that serves failures does: catch the upstream exception
+    and send a bare 502. The floor of the error path: what raising through the
+    framework costs, before anything is rendered or recorded."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await self.app(scope, receive, send)
+        except ConnectionError:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 502,
+                    "headers": [(b"content-type", b"text/plain")],
+                }
+            )
+            await send({"type": "http.response.body", "body": b"502 Bad Gateway\n"})
+
+
 class Upstream(ConnectionError):
     """What an HTTP client raises when the upstream is down (a ConnectionError)."""
 
@@ -78,7 +101,7 @@ def _upstream() -> None:
 
 
 def starlette_app(middleware: str = "bare", *, counter: list[int] | None = None) -> Any:
-    """Starlette with the benchmark routes; ``middleware``: bare | asgi | base | gracefail |
+    """Starlette with the benchmark routes; ``middleware``: bare | asgi | catch | base | gracefail |
     gracefail-maintenance (``maintenance=True``, the switch off).
 
     Routes: ``/`` hello; ``/stream`` 1,000 chunks; ``/fail`` the upstream raises;
@@ -139,6 +162,8 @@ def starlette_app(middleware: str = "bare", *, counter: list[int] | None = None)
     stack: list[Middleware] = []
     if middleware == "asgi":
         stack = [Middleware(PassThroughASGI)]
+    elif middleware == "catch":
+        stack = [Middleware(CatchASGI)]
     elif middleware == "base":
         stack = [Middleware(PassThroughBase)]
     elif middleware == "gracefail":
@@ -162,6 +187,20 @@ def starlette_app(middleware: str = "bare", *, counter: list[int] | None = None)
         Route("/bad/{kind}", bad),
     ]
     return Starlette(routes=routes, middleware=stack)
+
+
+class CatchWSGI:
+    """The WSGI floor of the error path: catch the upstream exception, send a bare 502."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        try:
+            return self.app(environ, start_response)
+        except ConnectionError:
+            start_response("502 Bad Gateway", [("Content-Type", "text/plain")], sys.exc_info())
+            return [b"502 Bad Gateway\n"]
 
 
 class PassThroughWSGI:
@@ -202,6 +241,8 @@ def _wrap_wsgi(app: Any, middleware: str) -> Any:
         return app
     if middleware == "wsgi":
         return PassThroughWSGI(app)
+    if middleware == "catch":
+        return CatchWSGI(app)
     if middleware == "gracefail":
         from gracefail.wsgi import GracefailMiddleware
 

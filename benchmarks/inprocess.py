@@ -59,6 +59,17 @@ from benchmarks.harness import (
     wsgi_runner,
 )
 
+# The goals (issue 13): what gracefail may add over a status-reading pass-through on
+# the happy path, and over an app answering a bare 502 itself on the error path.
+PASS_THROUGH_MARGIN = 150
+ERROR_ADDED_US = 10
+CATCH_LABEL = "a middleware catches it, sends a bare 502"
+CATCH_NOTE = (
+    "The middle row is the floor of any middleware that serves failures: the upstream "
+    "exception raised through the framework and caught, then a bare 502 sent; gracefail's "
+    "own work is its distance from that row."
+)
+
 # The Starlette variants of the happy-path rows, as the tables name them.
 STARLETTE_LABELS = {
     "bare": "bare Starlette",
@@ -87,9 +98,10 @@ def happy_asgi(res: Results, settings: Settings, driver: AsgiDriver) -> None:
         Goal(
             "happy path, Starlette hello",
             f"{fmt_ns(gf.added)}/request ({gf.ratio:.3f}x); pure-ASGI pass-through "
-            f"{fmt_ns(asgi.added)}, BaseHTTPMiddleware {fmt_ns(base.added)}",
-            "added <= 500 ns/request",
-            gf.added <= 500,
+            f"{fmt_ns(asgi.added)}, so {fmt_ns(gf.added - asgi.added)} over it; "
+            f"BaseHTTPMiddleware {fmt_ns(base.added)}",
+            f"within +{PASS_THROUGH_MARGIN} ns of the status-reading pass-through",
+            gf.added - asgi.added <= PASS_THROUGH_MARGIN,
         )
     )
 
@@ -182,7 +194,7 @@ def _wsgi_family(
             Goal(
                 f"happy path, {title}",
                 f"pending: {module} is not there yet",
-                "added <= 600 ns/request",
+                f"within +{PASS_THROUGH_MARGIN} ns of the status-reading pass-through",
                 None,
             )
         )
@@ -195,14 +207,14 @@ def _wsgi_family(
     labels = {"bare": f"bare {title}", passthrough: label, "gracefail": "gracefail"}
     stats = compare({labels[k]: wsgi_runner(a, environ) for k, a in apps.items()}, settings)
     res.groups.append(Group(f"Happy path, {title} hello", labels["bare"], stats))
-    gf = stat(stats, "gracefail")
+    gf, through = stat(stats, "gracefail"), stat(stats, label)
     res.goals.append(
         Goal(
             f"happy path, {title}",
             f"{fmt_ns(gf.added)}/request ({gf.ratio:.3f}x); pass-through "
-            f"{fmt_ns(stat(stats, label).added)}",
-            "added <= 600 ns/request",
-            gf.added <= 600,
+            f"{fmt_ns(through.added)}, so {fmt_ns(gf.added - through.added)} over it",
+            f"within +{PASS_THROUGH_MARGIN} ns of the status-reading pass-through",
+            gf.added - through.added <= PASS_THROUGH_MARGIN,
         )
     )
 
@@ -219,8 +231,9 @@ def happy_wsgi(res: Results, settings: Settings) -> None:
 
 def error_asgi(res: Results, settings: Settings, driver: AsgiDriver) -> None:
     bare = starlette_app("bare")
+    catch = starlette_app("catch")
     graceful = starlette_app("gracefail")
-    goals = {"html": 1.3, "json": 1.2, "text": 1.2}
+    goals = dict.fromkeys(("html", "json", "text"), ERROR_ADDED_US)
     names = {"html": "HTML page", "json": "problem+json", "text": "text/plain"}
     types_ = {"html": "text/html", "json": "application/problem+json", "text": "text/plain"}
     for kind, limit in goals.items():
@@ -234,21 +247,28 @@ def error_asgi(res: Results, settings: Settings, driver: AsgiDriver) -> None:
         stats = compare(
             {
                 "app answers a bare 502": driver.runner(bare, bare_scope),
+                CATCH_LABEL: driver.runner(catch, gf_scope),
                 f"gracefail {names[kind]}": driver.runner(graceful, gf_scope),
             },
             settings,
         )
         res.groups.append(
-            Group(f"Error path, Starlette, {names[kind]}", "app answers a bare 502", stats)
+            Group(
+                f"Error path, Starlette, {names[kind]}",
+                "app answers a bare 502",
+                stats,
+                note=CATCH_NOTE if kind == "html" else "",
+            )
         )
-        gf = stats[1]
+        floor, gf = stats[1], stats[2]
         res.goals.append(
             Goal(
                 f"error path, {names[kind]} (Starlette)",
                 f"{gf.ratio:.2f}x ({fmt_ns(gf.added)}/request; {gf.ns / 1000:.1f} us vs "
-                f"{stats[0].ns / 1000:.1f} us)",
-                f"<= {limit}x",
-                gf.ratio <= limit,
+                f"{stats[0].ns / 1000:.1f} us; raising through the app alone "
+                f"{fmt_ns(floor.added)})",
+                f"added <= {limit} us/request over a bare 502",
+                gf.added <= limit * 1000,
             )
         )
 
@@ -343,7 +363,7 @@ def error_wsgi(res: Results, settings: Settings) -> None:
                 Goal(
                     f"error path, HTML page ({title})",
                     f"pending: {module} is not there yet",
-                    "<= 1.3x",
+                    f"added <= {ERROR_ADDED_US} us/request over a bare 502",
                     None,
                 )
             )
@@ -356,30 +376,35 @@ def error_wsgi(res: Results, settings: Settings) -> None:
         expect(got, 502, f"{title} /fail with gracefail")
         if not got[1].get("content-type", "").startswith("text/html") or b"gf-config" not in got[2]:
             raise RuntimeError(f"{title}: gracefail did not serve its page")
-        stats = compare(
-            {
-                "app answers a bare 502": wsgi_runner(bare, bad),
-                "gracefail HTML page": wsgi_runner(graceful, fail),
-            },
-            settings,
-        )
+        runners = {"app answers a bare 502": wsgi_runner(bare, bad)}
+        if title == "plain WSGI":
+            catch = build("catch")
+            expect(wsgi_call(catch, fail), 502, f"{title} /fail caught")
+            runners[CATCH_LABEL] = wsgi_runner(catch, fail)
+        runners["gracefail HTML page"] = wsgi_runner(graceful, fail)
+        stats = compare(runners, settings)
         note = ""
         if title == "Flask":
             note = (
-                "Flask logs every unhandled exception with its traceback (app.logger, here "
-                "formatted into a discarded stream) before gracefail replaces its 500."
+                "gracefail's error handler for the upstream classes answers before Flask "
+                "logs a traceback or renders its 500; the WSGI layer replaces that empty "
+                "502 with the page."
             )
+        if title == "plain WSGI":
+            note = CATCH_NOTE
         res.groups.append(
             Group(f"Error path, {title}, HTML page", "app answers a bare 502", stats, note=note)
         )
-        gf = stats[1]
+        gf = stats[-1]
+        # The issue's goal is for plain WSGI (as for Starlette); Flask and Django are
+        # reported against the same number.
         res.goals.append(
             Goal(
                 f"error path, HTML page ({title})",
                 f"{gf.ratio:.2f}x ({fmt_ns(gf.added)}/request; {gf.ns / 1000:.1f} us vs "
                 f"{stats[0].ns / 1000:.1f} us)",
-                "<= 1.3x",
-                gf.ratio <= 1.3,
+                f"added <= {ERROR_ADDED_US} us/request over a bare 502",
+                gf.added <= ERROR_ADDED_US * 1000,
             )
         )
 
