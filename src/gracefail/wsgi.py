@@ -137,10 +137,18 @@ class GracefailMiddleware:
 
 def status_line(status: int) -> str:
     """``"502 Bad Gateway"`` for WSGI's ``start_response``."""
+    line = _STATUS_LINES.get(status)
+    if line is not None:
+        return line
     try:
         return f"{status} {HTTPStatus(status).phrase}"
     except ValueError:
         return f"{status} Unknown"
+
+
+_STATUS_LINES: Final = {
+    code: f"{code} {HTTPStatus(code).phrase}" for code in (200, 204, 400, 413, 429, 502, 503, 504)
+}
 
 
 def input_reader(environ: Mapping[str, Any]) -> Callable[[int], bytes]:
