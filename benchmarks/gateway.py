@@ -8,6 +8,11 @@ run ``rounds`` times: browser navigations (the HTML page), JSON clients
 CPU per request, and whether every failure served reached the store or was counted
 as dropped (the queue never blocks a request).
 
+Side by side with the navigations, alternating run by run: nginx (one worker process)
+serving the same page exported with ``gracefail export``, from disk, as its
+``error_page`` for a 502 (``gzip_static``; ``brotli_static`` when ngx_brotli's module is
+installed), driven by wrk the same way; and the bytes of one answer from each.
+
     python -m benchmarks.gateway [--quick]
 """
 
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -25,9 +31,10 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from benchmarks.apps import BROWSER
-from benchmarks.e2e import CLK_TCK, _stat, wrk_path
+from benchmarks.e2e import CLK_TCK, Wire, _stat, on_the_wire, wrk_path
 from benchmarks.harness import Goal, free_port, goals_table, log, quick_flag
 
 SECRET = "benchmark-secret-shared-with-the-app"
@@ -81,8 +88,82 @@ def serving(tmp: str) -> Iterator[tuple[int, subprocess.Popen[bytes], str]]:
 
 
 def cpu_seconds(pid: int) -> float:
-    stat = _stat(pid)
-    return 0.0 if stat is None else (int(stat[11]) + int(stat[12])) / CLK_TCK
+    """CPU seconds of ``pid`` and its descendants (nginx's workers)."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (stat := _stat(int(entry))) is not None:
+            parents[int(entry)] = int(stat[1])
+    found, frontier = [pid], [pid]
+    while frontier:
+        frontier = [child for child, parent in parents.items() if parent in frontier]
+        found += frontier
+    total = 0
+    for each in found:
+        stat = _stat(each)
+        if stat is not None:
+            total += int(stat[11]) + int(stat[12])
+    return total / CLK_TCK
+
+
+NGINX_BROTLI = "/usr/lib/nginx/modules/ngx_http_brotli_static_module.so"
+
+
+def nginx_path() -> str | None:
+    return shutil.which("nginx") or (
+        "/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None
+    )
+
+
+@contextlib.contextmanager
+def nginx_static(tmp: str) -> Iterator[tuple[int, subprocess.Popen[bytes], str]]:
+    """nginx answering every request with the exported 502 page, as its error_page."""
+    from gracefail import Config
+    from gracefail.export import export_pages
+
+    exe = nginx_path()
+    assert exe is not None
+    pages = os.path.join(tmp, "pages")
+    export_pages(Config(secret=SECRET, recorders=[]), Path(pages))
+    port = free_port()
+    brotli = os.path.exists(NGINX_BROTLI)
+    root = "user root;\n" if os.geteuid() == 0 else ""
+    conf = os.path.join(tmp, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(
+            (f"load_module {NGINX_BROTLI};\n" if brotli else "")
+            + f"{root}daemon off;\nworker_processes 1;\npid {tmp}/nginx.pid;\n"
+            f"error_log {tmp}/nginx-error.log;\nevents {{ worker_connections 1024; }}\n"
+            f"http {{\n access_log off;\n client_body_temp_path {tmp}/body;\n"
+            f" proxy_temp_path {tmp}/proxy;\n fastcgi_temp_path {tmp}/fcgi;\n"
+            f" uwsgi_temp_path {tmp}/uwsgi;\n scgi_temp_path {tmp}/scgi;\n"
+            f" server {{\n  listen 127.0.0.1:{port};\n"
+            "  location / { return 502; }\n"
+            "  error_page 502 /_gracefail_static/502.html;\n"
+            "  location ^~ /_gracefail_static/ {\n   internal;\n"
+            f"   alias {pages}/;\n   include {pages}/csp.conf;\n"
+            "   gzip_static on;\n   gzip_proxied any;\n   gzip_vary on;\n"
+            + ("   brotli_static on;\n" if brotli else "")
+            + "  }\n }\n}\n"
+        )
+    proc = subprocess.Popen([exe, "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                with open(os.path.join(tmp, "nginx-error.log"), "rb") as f:
+                    raise RuntimeError(f"nginx exited:\n{f.read()[-2000:]!r}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("nginx did not listen in 30 s") from None
+                time.sleep(0.05)
+        yield port, proc, "gzip_static, brotli_static" if brotli else "gzip_static"
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=20)
 
 
 def wrk(
@@ -118,17 +199,36 @@ def run(quick: bool = False, log: Callable[[str], None] = log) -> GatewayReport:
         return GatewayReport([Goal("gracefail serve", "pending: no wrk", "-", None)], text)
     rounds, seconds, connections = (2, 2.0, 16) if quick else (5, 5.0, 16)
     rows: list[Row] = []
+    static_runs: list[Row] = []
+    navigation = next(iter(MIXES))
+    wires: dict[str, Wire] = {}
+    static_note = "nginx not installed: no side-by-side row"
     with tempfile.TemporaryDirectory(prefix="gracefail-gateway-bench-") as tmp:
-        with serving(tmp) as (port, proc, store):
+        with contextlib.ExitStack() as stack:
+            port, proc, store = stack.enter_context(serving(tmp))
+            static = stack.enter_context(nginx_static(tmp)) if nginx_path() else None
+            wires["gracefail serve"] = on_the_wire(port, "/", MIXES[navigation])
+            if static is not None:
+                static_note = static[2]
+                wires["nginx, exported page"] = on_the_wire(static[0], "/shop/cart?step=2", NAV)
             total = 0
             for mix, headers in MIXES.items():
                 runs = []
-                for _ in range(rounds):
-                    before = cpu_seconds(proc.pid)
-                    requests, wrong, rps = wrk(port, headers, seconds, connections)
-                    cpu = (cpu_seconds(proc.pid) - before) / max(requests, 1) * 1e6
-                    runs.append(Row(mix, rps, cpu, requests, wrong))
-                    total += requests
+                for index in range(rounds):
+                    targets = [("serve", port, proc.pid, headers)]
+                    if static is not None and mix == navigation:
+                        targets.append(("nginx", static[0], static[1].pid, NAV))
+                        if index % 2:
+                            targets.reverse()
+                    for name, target, pid, sent in targets:
+                        before = cpu_seconds(pid)
+                        requests, wrong, rps = wrk(target, sent, seconds, connections)
+                        cpu = (cpu_seconds(pid) - before) / max(requests, 1) * 1e6
+                        if name == "nginx":
+                            static_runs.append(Row("nginx", rps, cpu, requests, wrong))
+                            continue
+                        runs.append(Row(mix, rps, cpu, requests, wrong))
+                        total += requests
                 rows.append(
                     Row(
                         mix,
@@ -167,6 +267,37 @@ def run(quick: bool = False, log: Callable[[str], None] = log) -> GatewayReport:
         "(requests in flight when a wrk run stopped are served and stored but not counted "
         "by wrk; a full queue would drop and count events rather than make a request wait).",
     ]
+    if static_runs:
+        static_rps = statistics.median(r.rps for r in static_runs)
+        static_cpu = statistics.median(r.cpu_us for r in static_runs)
+        served = wires["gracefail serve"]
+        disk = wires["nginx, exported page"]
+        goals.append(
+            Goal(
+                "gracefail serve vs nginx serving the exported page (navigations)",
+                f"{nav.rps:,.0f} vs {static_rps:,.0f} requests/s ({nav.rps / static_rps:.2f}x); "
+                f"CPU {nav.cpu_us:.0f} vs {static_cpu:.0f} us/request; bytes per answer "
+                f"{served.total:,} ({served.coding}) vs {disk.total:,} ({disk.coding})",
+                "reported side by side (one process each)",
+                None,
+            )
+        )
+        lines += [
+            "",
+            "Side by side, navigations, runs alternating: nginx (1 worker process) answering "
+            "with the page `gracefail export` wrote, from disk, as its error_page for a 502 "
+            f"({static_note}); the same wrk and the browser's headers.",
+            "",
+            "| server | requests/s (median) | CPU us/request | Content-Encoding | bytes per "
+            "answer | body bytes |",
+            "|---|---:|---:|---|---:|---:|",
+            f"| gracefail serve | {nav.rps:,.0f} | {nav.cpu_us:.0f} | {served.coding} "
+            f"| {served.total:,} | {served.body:,} |",
+            f"| nginx, exported page | {static_rps:,.0f} | {static_cpu:.0f} | {disk.coding} "
+            f"| {disk.total:,} | {disk.body:,} |",
+        ]
+    else:
+        lines += ["", f"Side by side with nginx: skipped ({static_note})."]
     return GatewayReport(goals, "\n".join(lines))
 
 

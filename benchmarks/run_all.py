@@ -25,7 +25,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 DISTRIBUTIONS = [
     "gracefail", "starlette", "fastapi", "Flask", "Werkzeug", "Django", "uvicorn", "gunicorn",
-    "uvloop", "httptools", "Jinja2", "numpy", "matplotlib",
+    "uvloop", "httptools", "Jinja2", "brotli", "numpy", "matplotlib",
 ]  # fmt: skip
 INGEST_TIMEOUT = 300
 
@@ -54,6 +54,15 @@ def wrk_version() -> str:
     return " ".join(
         filter(None, [first[0] if first else "", f"(Debian {debian})" if debian else ""])
     )
+
+
+def nginx_version() -> str:
+    exe = gateway.nginx_path()
+    if exe is None:
+        return "not installed"
+    found = command_output([exe, "-v"]).removeprefix("nginx version: ")
+    brotli = os.path.exists(gateway.NGINX_BROTLI)
+    return found + (" with ngx_brotli's static module" if brotli else "")
 
 
 def cpu_model() -> str:
@@ -87,6 +96,7 @@ def environment_table(started: str, load_before: str, load_after: str, elapsed: 
         ("python", platform.python_version() + f" ({platform.python_implementation()})"),
         *((name, version(name)) for name in DISTRIBUTIONS),
         ("wrk", wrk_version()),
+        ("nginx", nginx_version()),
         ("machine", f"{os.cpu_count()} CPUs (nproc), {cpu_model()}, {memory()} memory"),
         ("kernel", platform.release()),
         ("load average (1/5/15 min) before", load_before),
@@ -149,13 +159,14 @@ def ingest_section() -> str:
 
 
 def order(goals: list[Goal]) -> list[Goal]:
-    """The issue's order: happy path, error path, end to end, recording, beacons, weight."""
+    """The issue's order: happy path, error path, end to end, start-up, gracefail serve,
+    recording, beacons, weight."""
     first = [
         "happy path, Starlette", "happy path, 1,000", "happy path, plain WSGI",
         "happy path, Flask", "happy path, Django", "error path, HTML page (Starlette)",
         "error path, problem+json", "error path, text/plain", "end-to-end happy path, uvicorn",
-        "end-to-end happy path, gunicorn", "end-to-end error path", "recording", "beacon",
-        "page weight", "retry", "recovery",
+        "end-to-end happy path, gunicorn", "end-to-end error path", "start-up",
+        "gracefail serve", "recording", "beacon", "page weight", "retry", "recovery",
     ]  # fmt: skip
 
     def rank(goal: Goal) -> int:

@@ -251,15 +251,18 @@ def test_a_browser_gets_the_page_in_brotli_through_the_engine() -> None:
         "accept-language": "ja",
     }
     reply = gracefail.respond(FAILURES[0], RequestView("GET", "/orders", "", headers))
-    page = reply.body
-    renderer = gracefail.renderer
-    incident = dict(reply.headers)["x-gracefail-incident"]
-    assert incident.encode() in page
-    # The engine's body, in each coding the header asks for, decodes to it.
+    sent = dict(reply.headers)
+    page = decode(reply.body, sent.get("content-encoding"))
+    assert sent["content-length"] == str(len(reply.body))
+    # The body as it is, for the same incident and token, is what the reply decodes to.
+    incident = sent["x-gracefail-incident"]
     token = page.split(b'"token":"', 1)[1].split(b'"', 1)[0].decode()
-    args = ("html", FAILURES[0], "ja", True, incident, token, "/orders")
+    plain = gracefail.renderer.body("html", FAILURES[0], "ja", True, incident, token, "/orders")
+    assert page == plain[0]
     accepted = accepted_encodings(headers["accept-encoding"])
-    encoded, _, _, coding = renderer.encoded_body(*args, accepted=accepted)
+    encoded, _, _, coding = gracefail.renderer.encoded_body(
+        "html", FAILURES[0], "ja", True, incident, token, "/orders", accepted=accepted
+    )
     assert coding == "br"
     assert decode(encoded, coding) == page
 
@@ -310,3 +313,19 @@ def test_a_theme_that_fails_for_one_variant_falls_back_for_it(
     assert "failed for the 502/ja/GET page" in caplog.text
     with pytest.raises(Exception, match="no_such_key"):
         Renderer(Config(secret=SECRET, recorders=[], template_dir=tmp_path), strict=True)
+
+
+def test_warm_prepares_the_default_locale_off_the_request_path() -> None:
+    renderer = Renderer(Config(secret=SECRET, recorders=[], default_locale="fr"))
+    renderer.warm()
+    # Both statuses and methods of the French page, in every cause, brotli and gzip ready.
+    assert sorted(renderer.default.pages.built) == [
+        (502, "fr", False),
+        (502, "fr", True),
+        (504, "fr", False),
+        (504, "fr", True),
+    ]
+    assert len(renderer.default.replies) == 6
+    for prepared in renderer.default.replies.values():
+        assert prepared._br_ready
+        assert prepared._gzip_ready
