@@ -227,7 +227,7 @@ def test_filler_has_every_pair_once() -> None:
 
 
 def test_the_gzip_header_and_trailer() -> None:
-    prepared = Prepared("a" * 500 + f"{URL}" + "b" * 500)
+    prepared = Prepared("a" * 2000 + f"{URL}" + "b" * 2000)
     values = (b"/path", b"", b"", b"")
     body, coding = prepared.encode(values, ("gzip",))
     assert coding == "gzip"
