@@ -22,7 +22,7 @@ from .events import Event, ServerEvent
 from .guard import BeaconGuard, Verdict, client_address
 from .maintenance import Maintenance
 from .maintenance_page import BANNER, MaintenanceGate
-from .negotiate import language_key, negotiate_kind, negotiate_locale
+from .negotiate import accepted_encodings, language_key, negotiate_kind, negotiate_locale
 from .pipeline import Pipeline
 from .recorders.base import Recorder
 from .recorders.store import store_recorder
@@ -170,7 +170,7 @@ class Engine:
         self._fixed_headers: tuple[tuple[str, str], ...] = (
             ("cache-control", "no-store"),
             ("retry-after", self._retry_after),
-            ("vary", "Accept, Accept-Language"),
+            ("vary", "Accept, Accept-Language, Accept-Encoding"),
             ("x-content-type-options", "nosniff"),
         )
         # Negotiated locales by language_key (bounded, normalised): never the raw header,
@@ -292,8 +292,17 @@ class Engine:
         # No path: the URL that failed is not known (a proxy's error request); the page's
         # retry link then stays on its own address.
         url = safe_url(view.path, view.query) if view.path else ""
-        body, content_type, csp = self.renderer.body(
-            kind, failure, locale, safe, incident, token, url
+        # Pre-compressed forms (gzip; brotli with the brotli package) filled per request
+        # without compressing: see Renderer.encoded_body.
+        body, content_type, csp, coding = self.renderer.encoded_body(
+            kind,
+            failure,
+            locale,
+            safe,
+            incident,
+            token,
+            url,
+            accepted_encodings(headers.get("accept-encoding")),
         )
         reply_headers = [
             (name, value) for name, value in app_headers if name.lower() not in REPLACED_HEADERS
@@ -303,6 +312,8 @@ class Engine:
             ("content-length", str(len(body))),
             ("x-gracefail-incident", incident),
         )
+        if coding is not None:
+            reply_headers.append(("content-encoding", coding))
         reply_headers += self._fixed_headers
         if csp is not None:
             reply_headers += (("content-security-policy", csp), _REFERRER_POLICY)

@@ -327,6 +327,8 @@ def real_server(adapter: Adapter, port: int, events_file: Path) -> Iterator[Clie
         # app error (uvicorn does), which is not what the scenario is about.
         headers = {k: v for k, v in request.headers.items() if k.lower() != "host"}
         headers["connection"] = "close"
+        # What the scenario sends, as in process: not httpx's own Accept-Encoding.
+        headers.setdefault("accept-encoding", "identity")
         return http.request(request.method, request.url.raw_path.decode(), headers=headers,
                             content=request.content)  # fmt: skip
 

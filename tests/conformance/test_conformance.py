@@ -92,7 +92,7 @@ def page(
         assert headers["content-type"] == CONTENT_TYPES[kind]
         assert headers["cache-control"] == "no-store"
         assert headers["retry-after"] == "5"
-        assert headers["vary"] == "Accept, Accept-Language"
+        assert headers["vary"] == "Accept, Accept-Language, Accept-Encoding"
         assert result.incident
         if kind == "html" and result.body:
             csp = headers["content-security-policy"]
@@ -208,6 +208,11 @@ def _scenarios() -> Iterator[Scenario]:
             f"nav-{kind}", "GET", f"/fail/{kind}", NAV, *page(status, cause),
             server=kind == "connection-refused",
         )  # fmt: skip
+    for coding in ("gzip", "br"):
+        yield Scenario(f"nav-{coding}", "GET", "/fail/connection-refused",
+                       {**NAV, "accept-encoding": f"{coding}, deflate"},
+                       *_also(page(502, "connection"), _encoded(coding)),
+                       server=True)  # fmt: skip
     yield Scenario("json-upstream-504", "GET", "/fail/upstream-504", API,
                    *page(504, "upstream_error", "json"), server=True)  # fmt: skip
     yield Scenario("curl-connection", "GET", "/fail/connection-refused", CURL,
@@ -326,6 +331,17 @@ def worker_file(kind: str) -> tuple[Check, EventCheck]:
             assert headers["service-worker-allowed"] == "/"
 
     return check, no_events
+
+
+def _encoded(coding: str) -> Check:
+    """The page in the coding the client asked for (the client decodes it: the body
+    checks of ``page`` then read the page itself)."""
+
+    def check(result: Result, adapter: Adapter) -> None:
+        assert result.headers["content-encoding"] == coding
+        assert result.body.startswith(b"<!doctype html>")
+
+    return check
 
 
 def _empty_with_length(result: Result, adapter: Adapter) -> None:
