@@ -160,22 +160,51 @@ class Worker:
 
     def __init__(self, config: Config, renderer: Renderer):
         self.config = config
-        folder = worker_folder(config.beacon_path)
+        self._renderer = renderer
+        self._folder = folder = worker_folder(config.beacon_path)
         self.scope = worker_scope(config)
         self.enabled = self.scope is not None
         self.locales = tuple(renderer.locales)
+        self.bundle_path = folder + BUNDLE
+        files = (folder + WORKER, folder + REGISTER)
+        if self.enabled:
+            self.paths = frozenset([*files, self.bundle_path])
+        elif folder == "/":
+            self.paths = frozenset()
+        else:
+            self.paths = frozenset(files)
+        self._locale_cache: dict[str, str] = {}
+        # Made at the first request for one of the files (prepare()): minifying the
+        # scripts and rendering every locale's pages is no start-up cost of an app
+        # that never serves them.
+        self._files: dict[str, _File] | None = None
+        self._bundles: dict[str, _File] = {}
+        self._version: str | None = None
+
+    @property
+    def version(self) -> str:
+        """The worker's version: its script, scope and pages hashed ("off" when off)."""
+        self.prepare()
+        assert self._version is not None
+        return self._version
+
+    def prepare(self) -> dict[str, _File]:
+        """The files, made once (two threads making them at once make the same bytes)."""
+        if self._files is not None:
+            return self._files
+        config, folder = self.config, self._folder
         bundles: dict[str, bytes] = {}
         settings: dict[str, Any] = {"enabled": False, "prefix": CACHE_PREFIX}
         if self.enabled:
-            pages = {locale: self._pages(renderer, locale) for locale in self.locales}
+            pages = {locale: self._pages(self._renderer, locale) for locale in self.locales}
             digest = hashlib.sha256(__version__.encode())
             digest.update(_minified(WORKER).encode())
             digest.update(json.dumps([self.scope, pages], sort_keys=True).encode())
-            self.version = digest.hexdigest()[:16]
-            bundle_url = f"{folder}{BUNDLE}?v={self.version}"
+            version = digest.hexdigest()[:16]
+            bundle_url = f"{folder}{BUNDLE}?v={version}"
             bundles = {
                 locale: json.dumps(
-                    {"version": self.version, "locale": locale, "pages": by_status},
+                    {"version": version, "locale": locale, "pages": by_status},
                     ensure_ascii=True,
                     separators=(",", ":"),
                 ).encode()
@@ -183,14 +212,14 @@ class Worker:
             }
             settings.update(
                 enabled=True,
-                version=self.version,
+                version=version,
                 bundle=bundle_url,
                 marks=MARKS,
                 maxUrl=MAX_ECHOED_URL,
                 retryAfter=config.retry.retry_after,
             )
         else:
-            self.version = "off"
+            version = "off"
         self._bundles = {
             locale: _File(body, "application/json", (("vary", "Accept-Language"),))
             for locale, body in bundles.items()
@@ -198,7 +227,7 @@ class Worker:
         # Off, the worker that removes itself must be allowed whatever scope the one it
         # replaces had: the whole site.
         worker_headers = (("service-worker-allowed", self.scope or "/"),)
-        self._files = {
+        files = {
             folder + WORKER: _File(_script(WORKER, settings), _JS_TYPE, worker_headers),
             folder + REGISTER: _File(
                 _script(
@@ -213,14 +242,9 @@ class Worker:
                 _JS_TYPE,
             ),
         }
-        self.bundle_path = folder + BUNDLE
-        if self.enabled:
-            self.paths = frozenset([*self._files, self.bundle_path])
-        elif folder == "/":
-            self.paths = frozenset()
-        else:
-            self.paths = frozenset(self._files)
-        self._locale_cache: dict[str, str] = {}
+        self._version = version
+        self._files = files
+        return files
 
     def _pages(self, renderer: Renderer, locale: str) -> dict[str, dict[str, str]]:
         """The 502 and 504 GET pages of ``locale`` with the worker's marks, and their CSPs."""
@@ -240,7 +264,7 @@ class Worker:
 
     def file_size(self, name: str) -> int:
         """The size in bytes of ``sw.js`` or ``register.js`` as served."""
-        return len(self._files[worker_folder(self.config.beacon_path) + name].body)
+        return len(self.prepare()[self._folder + name].body)
 
     def _locale(self, headers: Mapping[str, str]) -> str:
         key = language_key(headers.get("accept-language"))
@@ -267,11 +291,12 @@ class Worker:
                 ],
                 body,
             )
+        files = self.prepare()
         if path == self.bundle_path and self._bundles:
             prepared: _File | None = self._bundles[self._locale(headers)]
             cache = "no-store"
         else:
-            prepared = self._files.get(path)
+            prepared = files.get(path)
             # The browser checks sw.js for a new version on navigations: no-cache makes it
             # ask, and the ETag lets the answer be a 304 while nothing changed.
             cache = "no-cache"
