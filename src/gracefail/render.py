@@ -46,6 +46,7 @@ from .classify import CONNECTION, Failure
 from .config import LOCALES, Config, ConfigError
 from .locales import LocaleError, Wording
 from .locales import load as load_wording
+from .minify import minified
 from .negotiate import CODINGS, Kind
 
 __all__ = [
@@ -705,27 +706,6 @@ def safe_url(path: str, query: str) -> str:
     return f"{url}?{query}" if query else url
 
 
-@functools.cache
-def _minify_js(source: str) -> str:
-    """The script as the page inlines it: recover.js is written to be read, not shipped.
-
-    calmjs.parse parses it (ES5) and prints it without comments or spaces, local names
-    shortened: the readable source would otherwise take the room the 16 KB page leaves for
-    a logo. The output is a pure function of the source (the CSP hash, taken from the
-    rendered page, is stable), so it is computed once per process.
-    """
-    # Imported here: parsing costs a few tenths of a second, paid by the first Renderer
-    # only, never by ``import gracefail``.
-    from calmjs.parse import es5  # type: ignore[import-untyped]  # ships no type hints
-    from calmjs.parse.unparsers.es5 import minify_print  # type: ignore[import-untyped]
-
-    minified: str = minify_print(es5(source), obfuscate=True, obfuscate_globals=False)
-    if "</" in minified or "<!--" in minified:
-        # Either would end or confuse the inline <script> block.
-        raise ValueError("recover.js must not contain '</' or '<!--'")
-    return minified
-
-
 def _compact_css(source: str) -> str:
     lines = (line.strip() for line in source.splitlines())
     return "\n".join(
@@ -801,7 +781,7 @@ class Renderer:
     @property
     def js(self) -> str:
         """The recovery script as the page inlines it (minified at its first use)."""
-        return _minify_js(self._script)
+        return minified("recover.js")
 
     @property
     def pages(self) -> Mapping[Key, PageBody]:

@@ -32,7 +32,6 @@ unsigned ones. docs/service-worker.md says why they are not counted apart.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import html
 import json
@@ -46,6 +45,7 @@ from markupsafe import Markup
 from ._version import __version__
 from .classify import Failure
 from .config import Config
+from .minify import minified
 from .negotiate import language_key, negotiate_locale
 from .render import MAX_ECHOED_URL
 
@@ -120,21 +120,9 @@ def _asset(name: str) -> str:
     return (resources.files("gracefail") / "assets" / name).read_text("utf-8")
 
 
-@functools.cache
-def _minified(name: str) -> str:
-    """An asset as served: comments and spaces dropped, local names shortened (as render.py
-    does for recover.js; calmjs.parse reads ES5, so these are written in ES5 too)."""
-    # Imported here: parsing takes a few tenths of a second, paid once, never on import.
-    from calmjs.parse import es5  # type: ignore[import-untyped]  # ships no type hints
-    from calmjs.parse.unparsers.es5 import minify_print  # type: ignore[import-untyped]
-
-    minified: str = minify_print(es5(_asset(name)), obfuscate=True, obfuscate_globals=False)
-    return minified
-
-
 def _script(name: str, settings: Mapping[str, Any]) -> bytes:
     line = json.dumps(settings, separators=(",", ":"), sort_keys=True)
-    return f"var SETTINGS={line};\n{_minified(name)}\n".encode()
+    return f"var SETTINGS={line};\n{minified(name)}\n".encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,7 +186,7 @@ class Worker:
         if self.enabled:
             pages = {locale: self._pages(self._renderer, locale) for locale in self.locales}
             digest = hashlib.sha256(__version__.encode())
-            digest.update(_minified(WORKER).encode())
+            digest.update(minified(WORKER).encode())
             digest.update(json.dumps([self.scope, pages], sort_keys=True).encode())
             version = digest.hexdigest()[:16]
             bundle_url = f"{folder}{BUNDLE}?v={version}"
