@@ -94,6 +94,36 @@ async def test_nested_middleware_warns_and_outer_wins() -> None:
     assert inner_recorder.events == []
 
 
+async def test_lifespan_start_up_prepares_the_page_in_the_background() -> None:
+    """Once the server listens, the default locale's pages are made (compiled and
+    compressed) in a thread, so the first failure does not pay for them."""
+
+    async def raw_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await serve_lifespan(receive, send)
+
+    app = GracefailMiddleware(raw_app, secret=SECRET, recorders=[])
+    replies = app.engine.renderer.default.replies
+    assert not replies, "nothing rendered at construction"
+    inbox = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+
+    async def receive() -> dict[str, Any]:
+        return inbox.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        pass
+
+    await app({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send)
+    warming = app.engine._warming
+    assert warming is not None
+    warming.join(timeout=60)
+    assert not warming.is_alive()
+    assert {key[1:] for key in replies} >= {
+        (status, "en", safe, story)
+        for status, story in ((502, "unreachable"), (502, "bad_answer"), (504, "timeout"))
+        for safe in (True, False)
+    }
+
+
 async def test_websocket_and_lifespan_pass_through() -> None:
     seen: list[str] = []
 
@@ -175,6 +205,7 @@ def test_lifespan_and_shutdown_flush_under_trio() -> None:
     """Starlette's own suite runs under trio: the lifespan must not need asyncio's loop."""
     anyio = pytest.importorskip("anyio")
     pytest.importorskip("trio")
+
     class Closing(ListRecorder):
         closed = False
 
@@ -202,8 +233,14 @@ def raw_app(status: int, *after: dict[str, Any]) -> Any:
     """An app that starts ``status`` and then sends ``after`` (extension messages)."""
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
-        await send({"type": "http.response.start", "status": status, "headers": [],
-                    "trailers": any(m["type"] == "http.response.trailers" for m in after)})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [],
+                "trailers": any(m["type"] == "http.response.trailers" for m in after),
+            }
+        )
         for message in after:
             await send(message)
 

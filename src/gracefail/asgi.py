@@ -397,6 +397,10 @@ class GracefailMiddleware:
             if message["type"] == "lifespan.shutdown.complete":
                 await _in_thread(engine.close)
             await send(message)
+            if message["type"] == "lifespan.startup.complete":
+                # Once the server listens: the page's default-locale variants, so the
+                # first failure does not pay for compiling and compressing them.
+                engine.warm_in_background()
 
         return lifespan_send
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
@@ -179,6 +180,7 @@ class Engine:
         self._log_next = 0.0
         self._log_quiet = 0
         self._warned_nested = False
+        self._warming: threading.Thread | None = None
 
     # -- ownership --------------------------------------------------------------
 
@@ -539,6 +541,22 @@ class Engine:
         return Reply(status, headers, body)
 
     # -- lifecycle --------------------------------------------------------------
+
+    def warm_in_background(self) -> None:
+        """Prepare the page's default-locale variants (Renderer.warm) in a daemon thread,
+        once per engine: for servers that have started listening (an ASGI lifespan), never
+        before a fork."""
+        if self._warming is not None:
+            return
+        self._warming = threading.Thread(target=self._warm, name="gracefail-warm", daemon=True)
+        self._warming.start()
+
+    def _warm(self) -> None:
+        try:
+            self.renderer.warm()
+        except Exception:
+            # The request path renders what it needs itself (with its own fallbacks).
+            log.exception("gracefail: could not prepare the page in advance")
 
     def record(self, event: Event) -> None:
         """Queue an event for the recorders (never blocks)."""
