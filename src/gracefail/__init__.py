@@ -1,13 +1,23 @@
 """gracefail: turn an upstream outage into a page users can live with.
 
 Public face: :class:`Config`, :class:`Brand`, :class:`RetryPolicy`,
-:class:`UpstreamError`. The adapters live in ``gracefail.asgi``,
-``gracefail.wsgi``, ``gracefail.flask`` and ``gracefail.django``; importing
-this package imports no web framework and no HTTP client.
+:class:`UpstreamError` and :class:`Overload` (``Config.overload``). The adapters
+live in ``gracefail.asgi``, ``gracefail.wsgi``, ``gracefail.flask`` and
+``gracefail.django``; importing this package imports no web framework and no
+HTTP client.
 """
 
 from ._version import __version__
 from .config import Brand, Config, ConfigError, RetryPolicy
 from .errors import UpstreamError
+from .overload import Overload
 
-__all__ = ["Brand", "Config", "ConfigError", "RetryPolicy", "UpstreamError", "__version__"]
+__all__ = [
+    "Brand",
+    "Config",
+    "ConfigError",
+    "Overload",
+    "RetryPolicy",
+    "UpstreamError",
+    "__version__",
+]

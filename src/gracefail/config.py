@@ -25,6 +25,7 @@ from .locales import LocaleError, Wording, placeholders
 from .locales import load as load_wording
 
 if TYPE_CHECKING:
+    from .overload import Overload
     from .recorders.base import Recorder
 
 __all__ = ["Brand", "Config", "ConfigError", "RetryPolicy"]
@@ -398,6 +399,11 @@ class Config:
             ``True`` for the whole site, or the path it covers (its scope, ending in
             ``/``). Pages load it with ``<script src="/_gracefail/register.js" defer>``.
             Off (the default), the worker a browser installed earlier removes itself.
+        overload: shed the requests above the app's capacity at once, with a 503 "busy"
+            page that brings the user back later, instead of letting them queue until
+            the proxy times everyone out: ``gracefail.Overload(...)`` or a dict of its
+            fields (an in-flight limit, fixed or adaptive, and the proxy's queue time;
+            docs/overload.md). None (the default): off.
     """
 
     brand: Brand = field(default_factory=Brand)
@@ -424,6 +430,7 @@ class Config:
     maintenance_allow: Sequence[str] = ()
     maintenance_paths: Sequence[str] = ()
     service_worker: bool | str = False
+    overload: Overload | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.brand, Mapping):
@@ -480,6 +487,9 @@ class Config:
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
                 raise _fail(name, value, f"expected a whole number from {low} to {high}")
         object.__setattr__(self, "trusted_proxies", _proxies(self.trusted_proxies))
+        from .overload import check_overload  # overload.py imports this module
+
+        object.__setattr__(self, "overload", check_overload(self.overload, self.trusted_proxies))
         self._check_maintenance()
         _check_service_worker(self.service_worker, self.beacon_path)
 
