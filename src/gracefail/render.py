@@ -82,7 +82,24 @@ REASONS: Final = {502: "Bad Gateway", 504: "Gateway Timeout"}
 # the app process itself being down: "proxy" (the pages `gracefail export` writes for a
 # proxy's error_page) and gateway.CAUSES' "app_unreachable" and "app_unavailable" (a 503).
 UNREACHABLE_CAUSES: Final = frozenset((CONNECTION, "proxy", "app_unreachable", "app_unavailable"))
-STORIES: Final = {502: ("unreachable", "bad_answer"), 504: ("timeout",)}
+STORIES: Final = {502: ("unreachable", "bad_answer"), 504: ("timeout",), 503: ("busy",)}
+# The busy page (503, cause "overload"): a request shed because the app is over capacity
+# (gracefail.overload), not an upstream failure. Its variants are kept apart from the
+# 502/504 ones (``Variants.busy_*``): rendered at their first shed request. They tell
+# their own story with their own words: each key on the left is read from the one on
+# the right, so a theme's template, which says ``t.heading``, shows the busy heading.
+BUSY_STATUS: Final = 503
+BUSY_CAUSE: Final = "overload"  # only a shed request tells this story: another 503 fails
+BUSY_REASON: Final = "Service Unavailable"
+BUSY_WORDS: Final = {
+    "heading": "overload_heading",
+    "heading_unsafe": "overload_heading_unsafe",
+    "next_safe": "overload_next_safe",
+    "next_unsafe": "overload_next_unsafe",
+    "tip_wait": "overload_tip_wait",
+    "tip_no_resubmit": "overload_tip_resend",
+    "js_service_back": "overload_js_service_back",
+}
 
 # Placeholders: private-use characters that no template filter or escaper touches.
 _INCIDENT: Final = "\ue000incident\ue001"
@@ -551,9 +568,12 @@ def _brotli_body(plan: _BrotliPlan, values: tuple[bytes, ...]) -> bytes:
 
 
 def what_happened(failure: Failure) -> str:
-    """The story the reply tells about ``failure``: unreachable, bad_answer or timeout."""
+    """The story the reply tells about ``failure``: unreachable, bad_answer, timeout, or
+    busy (a 503: the request was shed under load)."""
     if failure.status == 504:
         return "timeout"
+    if failure.status == BUSY_STATUS and failure.cause == BUSY_CAUSE:
+        return "busy"
     return "unreachable" if failure.cause in UNREACHABLE_CAUSES else "bad_answer"
 
 
@@ -625,6 +645,9 @@ class Variants:
     replies: dict[ReplyKey, Prepared] = field(default_factory=dict, compare=False)
     shared: frozenset[str] = frozenset()
     strings: Mapping[str, Mapping[str, str]] = field(default_factory=dict, compare=False)
+    busy_pages: Mapping[Key, PageBody] = field(default_factory=dict, compare=False)
+    busy_texts: Mapping[Key, Slotted] = field(default_factory=dict, compare=False)
+    busy_problems: Mapping[Key, Slotted] = field(default_factory=dict, compare=False)
 
 
 class Routes:
@@ -839,10 +862,14 @@ class Renderer:
         if self.strict:
             # Everything, with the real script: exact sizes and hashes for check and export.
             for variants in (self.default, *self.routes.values()):
-                for key in variants.pages:
-                    variants.pages[key]
-                    variants.texts[key]
-                    variants.problems[key]
+                for pages, texts, problems in (
+                    (variants.pages, variants.texts, variants.problems),
+                    (variants.busy_pages, variants.busy_texts, variants.busy_problems),
+                ):
+                    for key in pages:
+                        pages[key]
+                        texts[key]
+                        problems[key]
             return
         if template is None:
             return
@@ -870,6 +897,14 @@ class Renderer:
             locale: {key: text.replace("{brand}", brand) for key, text in words.items()}
             for locale, words in table.items()
         }
+        # The busy page's words: the same table, its own copy in the keys templates read.
+        busy = {
+            locale: {
+                **words,
+                **{key: words[own] for key, own in BUSY_WORDS.items() if own in words},
+            }
+            for locale, words in strings.items()
+        }
         explanations = {
             (story, locale): self._explanation(strings[locale][f"explain_{story}"])
             for stories in STORIES.values()
@@ -888,24 +923,28 @@ class Renderer:
             for status in REASONS
             for safe in (True, False)
         ]
+        busy_keys = [
+            (BUSY_STATUS, locale, safe) for locale in self.locale_names for safe in (True, False)
+        ]
+
+        def words(key: Key) -> Mapping[str, str]:
+            return (busy if key[0] == BUSY_STATUS else strings)[key[1]]
 
         def page(key: Key) -> PageBody:
             if default is not None and key[1] in shared:
                 # The route says nothing new in this locale: the default's variant.
-                return default.pages[key]
-            return self._render(key, strings[key[1]], explanations, route)
+                return (default.busy_pages if key[0] == BUSY_STATUS else default.pages)[key]
+            return self._render(key, words(key), explanations, route)
 
         def text(key: Key) -> Slotted:
             if default is not None and key[1] in shared:
-                return default.texts[key]
-            status, locale, safe = key
-            return Slotted(self._text(status, strings[locale], safe))
+                return (default.busy_texts if key[0] == BUSY_STATUS else default.texts)[key]
+            return Slotted(self._text(key[0], words(key), key[2]))
 
         def problem(key: Key) -> Slotted:
             if default is not None and key[1] in shared:
-                return default.problems[key]
-            status, locale, safe = key
-            return Slotted(self._problem(status, strings[locale], safe))
+                return (default.busy_problems if key[0] == BUSY_STATUS else default.problems)[key]
+            return Slotted(self._problem(key[0], words(key), key[2]))
 
         return Variants(
             LazyVariants(keys, page),
@@ -914,6 +953,9 @@ class Renderer:
             explanations,
             shared=shared,
             strings=strings,
+            busy_pages=LazyVariants(busy_keys, page),
+            busy_texts=LazyVariants(busy_keys, text),
+            busy_problems=LazyVariants(busy_keys, problem),
         )
 
     def _render(
@@ -957,6 +999,14 @@ class Renderer:
         if strings is None:
             brand = config.brand.name
             strings = {k: v.replace("{brand}", brand) for k, v in self.locales[locale].items()}
+        retry = config.retry.to_script()
+        if status == BUSY_STATUS and config.overload is not None:
+            # A shed user's first probe: Overload.retry_after plus up to retry_spread
+            # seconds, the spread of the busy reply's Retry-After (never past the cap).
+            retry["after"] = config.overload.retry_after
+            retry["base"] = min(
+                config.retry.cap, max(config.retry.base, config.overload.retry_spread)
+            )
         return {
             "status": status,
             "safe": safe,
@@ -965,7 +1015,7 @@ class Renderer:
             "token": _TOKEN,
             "beacon": config.beacon_path,
             "locale": locale,
-            "retry": config.retry.to_script(),
+            "retry": retry,
             "tipsAfter": TIPS_AFTER,
             "statusPage": config.status_page_url,
             "statusApi": config.status_api_url,
@@ -1085,12 +1135,12 @@ class Renderer:
     def _problem(self, status: int, strings: Mapping[str, str], safe: bool) -> str:
         body: dict[str, Any] = {
             "type": "about:blank",
-            "title": REASONS[status],
+            "title": REASONS.get(status, BUSY_REASON),
             "status": status,
             "detail": f"{_EXPLAIN} {self._after(strings, safe)}",
             "instance": f"urn:gracefail:incident:{_INCIDENT}",
             "incident": _INCIDENT,
-            "retry_after": self.config.retry.retry_after,
+            "retry_after": self._problem_retry_after(status),
             "status_page": self.config.status_page_url,
         }
         if strings.get("title_" + str(status)):
@@ -1098,6 +1148,14 @@ class Renderer:
         if self.config.debug:
             body["debug_detail"] = _DETAIL
         return json.dumps(body, ensure_ascii=False)
+
+    def _problem_retry_after(self, status: int) -> int:
+        # The busy reply's Retry-After header is per client (Overload.retry_after plus a
+        # share of retry_spread); its problem+json says the least of them.
+        overload = self.config.overload
+        if status == BUSY_STATUS and overload is not None:
+            return overload.retry_after
+        return self.config.retry.retry_after
 
     def warm(self, locales: Iterable[str] | None = None, codings: Iterable[str] = CODINGS) -> None:
         """Prepare now what the first failures would: for each of ``locales`` (default:
@@ -1161,6 +1219,8 @@ class Renderer:
             variants = self._routes.match(url) or variants
         if status == 504:
             story = "timeout"
+        elif status == BUSY_STATUS and failure.cause == BUSY_CAUSE:
+            story = "busy"
         elif failure.cause in UNREACHABLE_CAUSES:
             story = "unreachable"
         else:
@@ -1201,17 +1261,20 @@ class Renderer:
             prepared = self.default.replies.get(key) or self._reply(self.default, key)
             return variants.replies.setdefault(key, prepared)
         explanation = variants.explanations[story, locale]
+        busy = status == BUSY_STATUS
         text: Slotted
         csp = None
         if kind == "html":
-            page = variants.pages[status, locale, safe]
+            page = (variants.busy_pages if busy else variants.pages)[status, locale, safe]
             text, sentence, csp = page.text, explanation.html, page.csp
             content_type = "text/html; charset=utf-8"
         elif kind == "json":
-            text, sentence = variants.problems[status, locale, safe], explanation.json
+            problems = variants.busy_problems if busy else variants.problems
+            text, sentence = problems[status, locale, safe], explanation.json
             content_type = "application/problem+json"
         else:
-            text, sentence = variants.texts[status, locale, safe], explanation.text
+            texts = variants.busy_texts if busy else variants.texts
+            text, sentence = texts[status, locale, safe], explanation.text
             content_type = "text/plain; charset=utf-8"
         values = {slot: slot for slot in text.slots}
         values[_EXPLAIN] = sentence
