@@ -24,6 +24,7 @@ from .guard import BeaconGuard, Verdict, client_address
 from .maintenance import Maintenance
 from .maintenance_page import BANNER, MaintenanceGate
 from .negotiate import accepted_encodings, language_key, negotiate_kind, negotiate_locale
+from .overload import OverloadGuard
 from .pipeline import Pipeline
 from .recorders.base import Recorder
 from .recorders.store import store_recorder
@@ -31,11 +32,21 @@ from .render import MINIMAL_PAGE, Renderer, safe_url
 from .tokens import TokenSigner, page_view
 from .worker import Worker
 
-__all__ = ["OWNER", "REPLACED_HEADERS", "SAFE_METHODS", "Engine", "Reply", "RequestView"]
+__all__ = [
+    "OVERLOAD",
+    "OWNER",
+    "REPLACED_HEADERS",
+    "SAFE_METHODS",
+    "Engine",
+    "Reply",
+    "RequestView",
+]
 
 log = logging.getLogger("gracefail")
 
 SAFE_METHODS: Final = frozenset(("GET", "HEAD"))
+# The cause of a request shed under load (gracefail.overload): a 503, not an upstream's.
+OVERLOAD: Final = "overload"
 # Distinct Accept-Language keys remembered (each at most negotiate.MAX_LANGUAGE characters).
 _LOCALE_CACHE: Final = 512
 # What a log line shows of one value from a request (a path may be kilobytes long).
@@ -162,6 +173,12 @@ class Engine:
         self.guard = BeaconGuard()
         # Only with Config.maintenance: adapters then ask maintenance.on() per request.
         self.maintenance = MaintenanceGate(config) if config.maintenance else None
+        # Only with Config.overload: adapters then admit() each request before the app.
+        self.overload = (
+            OverloadGuard(config.overload, config.trusted_proxies)
+            if config.overload is not None
+            else None
+        )
         self.beacon_path = config.beacon_path
         self.worker = Worker(config, self.renderer)
         # The paths answer_worker() answers: one set lookup on a request's path.
@@ -456,6 +473,42 @@ class Engine:
             )
         )
         return Reply(503, reply_headers, b"" if view.method == "HEAD" else body)
+
+    # -- overload -----------------------------------------------------------------
+
+    def overload_reply(self, view: RequestView, reason: str | None) -> Reply:
+        """The 503 "busy" reply to a request :attr:`overload` shed (``reason``: the
+        Admission's, ``"queue"`` or ``"concurrency"``), recorded with cause ``overload``.
+
+        The page (a navigation), problem+json or plain text, with the usual headers and
+        recovery; ``Retry-After`` is ``Overload.retry_after`` plus this client's share of
+        ``retry_spread`` (the client as for beacons, through ``trusted_proxies``), so the
+        shed do not all come back in the same second. Never raises: a fault here sends
+        a short plain-text 503.
+        """
+        retry_after = self._retry_after
+        try:
+            guard = self.overload
+            if guard is not None:
+                client = client_address(view.client_addr, view.headers, self.config.trusted_proxies)
+                retry_after = str(guard.retry_after(client))
+            failure = Failure(503, OVERLOAD, error_type=f"overload.{reason or 'shed'}")
+            reply = self._respond(failure, view, (), None)
+            reply.headers = [
+                (name, retry_after if name == "retry-after" else value)
+                for name, value in reply.headers
+            ]
+            return reply
+        except Exception:
+            log.exception("gracefail: could not build the busy reply; sending plain text")
+            body = b"503 Service Unavailable: too busy right now; please try again shortly.\n"
+            headers = [
+                ("content-type", "text/plain; charset=utf-8"),
+                ("content-length", str(len(body))),
+                ("cache-control", "no-store"),
+                ("retry-after", retry_after),
+            ]
+            return Reply(503, headers, b"" if view.method == "HEAD" else body)
 
     # -- beacons ----------------------------------------------------------------
 
