@@ -30,6 +30,7 @@ flush at shutdown use anyio when it is installed (Starlette depends on it), else
 from __future__ import annotations
 
 import asyncio
+import copy
 import math
 import sys
 import time
@@ -45,6 +46,7 @@ from .classify import Failure
 from .config import Config, ConfigError, config_from
 from .core import OWNER, Engine, Reply
 from .maintenance_page import BANNER
+from .overload import Admission, OverloadGuard
 from .views import content_length, decode_headers, scope_headers, scope_view
 
 __all__ = ["GracefailMiddleware"]
@@ -277,6 +279,7 @@ class GracefailMiddleware:
     def __init__(self, app: ASGIApp, *, config: Config | None = None, **options: Any) -> None:
         self.app = app
         self._config_error: ConfigError | None = None
+        self.overload: OverloadGuard | None = None
         try:
             self.engine = Engine(config_from(config, options))
         except ConfigError as exc:
@@ -290,6 +293,20 @@ class GracefailMiddleware:
         self.own_paths = frozenset({self.beacon_path, *self.worker_paths})
         self.timeout = self.engine.config.timeout
         self.maintenance = self.engine.maintenance
+        # Config.overload: every request is admitted (or shed) first, then handed to
+        # this same middleware without the guard (one test on the happy path when off).
+        self.overload = self.engine.overload
+        self._inner: GracefailMiddleware | None = None
+
+    def _admitted(self) -> GracefailMiddleware:
+        """This middleware without the guard, made at the first admitted request (after
+        an extension set it up: Flask's sets ``keep`` and ``maintenance``)."""
+        inner = self._inner
+        if inner is None:
+            inner = copy.copy(self)
+            inner.overload = None
+            self._inner = inner
+        return inner
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._config_error is not None:
@@ -305,6 +322,9 @@ class GracefailMiddleware:
         # Engine.claim inlined: the owner mark, set by the outermost gracefail.
         if scope.setdefault(OWNER, engine) is not engine and engine.claim(scope) is not engine:
             await self.app(scope, receive, send)
+            return
+        if self.overload is not None:
+            await self._guarded(scope, receive, send)
             return
         if scope["path"] in self.own_paths:
             if scope["path"] == self.beacon_path:
@@ -355,6 +375,58 @@ class GracefailMiddleware:
             return
         if exchange is not None and exchange.held is not None:
             await exchange.finish()
+
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``Config.overload``: admit the request or answer the busy 503 at once.
+
+        The service worker's files and planned maintenance's replies are gracefail's own
+        and cheap: never shed. The slot of an admitted request is freed when the app
+        returns (or raises, or is cancelled); its latency, admission to the response's
+        start, feeds the adaptive limit unless the response is a 5xx.
+        """
+        guard = self.overload
+        inner = self._admitted()
+        path = scope["path"]
+        gate = self.maintenance
+        if guard is None or path in self.worker_paths or (gate is not None and gate.on()):
+            await inner(scope, receive, send)
+            return
+        probe = False
+        stamp = queue_stamp = None
+        for name, value in scope.get("headers", ()):
+            if name == b"x-gracefail-probe":
+                probe = value == b"1"
+            elif name == b"x-request-start":
+                stamp = value
+            elif name == b"x-queue-start":
+                queue_stamp = value
+        if stamp is None:
+            stamp = queue_stamp
+        client = scope.get("client")
+        admission: Admission = guard.admit(
+            path,
+            probe=probe,
+            beacon=path == self.beacon_path,
+            stamp=None if stamp is None else stamp.decode("latin-1"),
+            peer=client[0] if client else None,
+        )
+        if not admission.admitted:
+            await send_reply(send, self.engine.overload_reply(scope_view(scope), admission.reason))
+            return
+        began = time.monotonic()
+        latency: float | None = None
+
+        def timed(message: Message) -> Awaitable[None]:
+            nonlocal latency
+            if message["type"] == "http.response.start" and latency is None:
+                # A 5xx is not the app's usual latency (a failed upstream, a held 500).
+                latency = time.monotonic() - began if message["status"] < 500 else -1.0
+            return send(message)
+
+        try:
+            await inner(scope, receive, timed)
+        finally:
+            guard.release(admission, latency if latency is not None and latency >= 0 else None)
 
     async def _call_with_deadline(self, scope: Scope, receive: Receive, send: Send) -> None:
         """``Config.timeout`` set: the exchange exists from the start, for its deadline."""

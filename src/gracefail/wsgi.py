@@ -27,6 +27,7 @@ given. A second gracefail in one stack warns (``RuntimeWarning``); the outer one
 
 from __future__ import annotations
 
+import copy
 import itertools
 import sys
 import time
@@ -38,6 +39,7 @@ from .classify import Failure
 from .config import Config, ConfigError, config_from
 from .core import OWNER, Engine, Reply
 from .maintenance_page import BANNER
+from .overload import Admission, OverloadGuard
 from .views import content_length, environ_headers, environ_view
 
 __all__ = ["FAILED", "KEPT", "ROUTE", "GracefailMiddleware"]
@@ -96,12 +98,28 @@ class GracefailMiddleware:
         self.keep: str | None = None
         self.maintenance = self.engine.maintenance
         self.maintenance_allowed = maintenance_allowed
+        # Config.overload: every request is admitted (or shed) first, then handed to
+        # this same middleware without the guard (one test on the happy path when off).
+        self.overload: OverloadGuard | None = self.engine.overload
+        self._inner: GracefailMiddleware | None = None
+
+    def _admitted(self) -> GracefailMiddleware:
+        """This middleware without the guard, made at the first admitted request (after
+        an extension set it up: Flask's sets ``keep`` and ``maintenance``)."""
+        inner = self._inner
+        if inner is None:
+            inner = copy.copy(self)
+            inner.overload = None
+            self._inner = inner
+        return inner
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         engine = self.engine
         # Engine.claim inlined: the owner mark, set by the outermost gracefail.
         if environ.setdefault(OWNER, engine) is not engine and engine.claim(environ) is not engine:
             return self.app(environ, start_response)
+        if self.overload is not None:
+            return self._guarded(environ, start_response)
         if environ.get("PATH_INFO") in self.own_paths:
             if environ.get("PATH_INFO") == self.beacon_path:
                 return self._beacon(environ, start_response)
@@ -128,6 +146,45 @@ class GracefailMiddleware:
             call.forward()
             return result
         return _Body(call, result)
+
+    def _guarded(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        """``Config.overload``: admit the request or answer the busy 503 at once.
+
+        The service worker's files and planned maintenance's replies are gracefail's own
+        and cheap: never shed. The slot of an admitted request is freed when the server
+        closes the response (its body sent), or at once if the app raises; its latency,
+        admission to the headers reaching the server, feeds the adaptive limit unless the
+        status is a 5xx.
+        """
+        guard = self.overload
+        inner = self._admitted()
+        # Also read by the middleware that follows: a subclass's change of
+        # maintenance (Flask's extension sets it to None) is its own.
+        gate = inner.maintenance
+        path = environ.get("PATH_INFO", "")
+        if guard is None or path in self.worker_paths or (gate is not None and gate.on()):
+            return inner(environ, start_response)
+        stamp = environ.get("HTTP_X_REQUEST_START")
+        if stamp is None:
+            stamp = environ.get("HTTP_X_QUEUE_START")
+        admission = guard.admit(
+            path,
+            probe=environ.get("HTTP_X_GRACEFAIL_PROBE") == "1",
+            beacon=path == self.beacon_path,
+            stamp=stamp,
+            peer=environ.get("REMOTE_ADDR") or None,
+        )
+        if not admission.admitted:
+            return _send(
+                start_response, self.engine.overload_reply(environ_view(environ), admission.reason)
+            )
+        timing = _Timing(guard, admission, start_response)
+        try:
+            result = inner(environ, timing.start_response)
+        except BaseException:
+            timing.release()
+            raise
+        return _Admitted(result, timing)
 
     def _beacon(self, environ: Environ, start_response: StartResponse) -> list[bytes]:
         view = environ_view(environ)
@@ -299,3 +356,54 @@ class _Body:
         close = getattr(self._result, "close", None)
         if close is not None:
             close()
+
+
+class _Timing:
+    """An admitted request's slot: notes when its headers reach the server, frees the
+    slot once (with that latency as the adaptive limit's sample, unless a 5xx)."""
+
+    __slots__ = ("admission", "began", "guard", "latency", "released", "server")
+
+    def __init__(self, guard: OverloadGuard, admission: Admission, server: StartResponse):
+        self.guard, self.admission, self.server = guard, admission, server
+        self.began = time.monotonic()
+        self.latency: float | None = None
+        self.released = False
+
+    def start_response(
+        self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
+    ) -> Write:
+        if self.latency is None:
+            self.latency = time.monotonic() - self.began if status[:1] != "5" else -1.0
+        return self.server(status, headers, exc_info)
+
+    def release(self) -> None:
+        if self.released:
+            return
+        self.released = True
+        latency = self.latency
+        self.guard.release(
+            self.admission, latency if latency is not None and latency >= 0 else None
+        )
+
+
+class _Admitted:
+    """The response of an admitted request: iterated as it is; ``close()`` closes it and
+    then frees the request's slot (PEP 3333: the server calls it once the body is sent)."""
+
+    __slots__ = ("_result", "_timing")
+
+    def __init__(self, result: Iterable[bytes], timing: _Timing):
+        self._result = result
+        self._timing = timing
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._result)
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._result, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self._timing.release()

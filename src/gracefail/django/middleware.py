@@ -8,6 +8,10 @@
 * ``Config.beacon_path`` is answered before URL resolution, CSRF and sessions.
 * Under ASGI the middleware runs as a coroutine (no thread hop for async views), and
   ``Config.timeout`` sends a 504 when the rest of the stack takes longer.
+* With ``Config.overload`` (``GRACEFAIL = {"overload": {...}}``), each request is
+  admitted or shed before anything else (docs/overload.md): a shed request gets the busy
+  503 at once; an admitted one frees its slot when its response is closed (its body
+  sent), its latency measured to the moment the rest of the stack returned.
 * During planned maintenance (``Config.maintenance``) the check is made in
   ``process_view`` (set only then), after every middleware's request phase,
   so ``request.user`` is known: active staff users (``is_staff``) pass, with
@@ -33,6 +37,7 @@ from django.utils.encoding import escape_uri_path
 from ..classify import Failure
 from ..core import OWNER, Engine, Reply, RequestView
 from ..maintenance_page import BANNER
+from ..overload import Admission, OverloadGuard
 from ..views import content_length, environ_view
 from .conf import get_config, testing
 
@@ -85,6 +90,7 @@ class GracefailMiddleware:
         self.own_paths = frozenset({self.beacon_path, *self.engine.worker_paths})
         self.timeout = self.engine.config.timeout
         self.maintenance = self.engine.maintenance
+        self.overload: OverloadGuard | None = self.engine.overload
         if self.maintenance is not None:
             # Only with maintenance followed: Django calls a process_view on every request,
             # and one of the wrong kind would cost an async request a thread hop.
@@ -93,7 +99,11 @@ class GracefailMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
         if self.async_mode:
+            if self.overload is not None:
+                return self._aguarded(request)
             return self.__acall__(request)
+        if self.overload is not None:
+            return self._guarded(request)
         early = self._enter(request)
         if early is not None:
             return early
@@ -124,6 +134,100 @@ class GracefailMiddleware:
                 raise
             return self._reply(request, self.engine.timeout_failure())
         return self._leave(request, response)
+
+    # -- overload -----------------------------------------------------------------
+
+    def _admit(self, request: HttpRequest) -> tuple[Admission | None, HttpResponse | None]:
+        """(the admission to release, or the busy 503 to answer with); (None, None) for
+        a request this middleware does not guard (an outer gracefail's, the worker's
+        files, planned maintenance)."""
+        guard = self.overload
+        engine = self.engine
+        path = request.path_info
+        owner = Engine.owner(request.META) or Engine.owner(getattr(request, "scope", None) or {})
+        gate = self.maintenance
+        if (
+            guard is None
+            or (owner is not None and owner is not engine)
+            or path in engine.worker_paths
+            or (gate is not None and gate.on())
+        ):
+            return None, None
+        meta = request.META
+        stamp = meta.get("HTTP_X_REQUEST_START")
+        if stamp is None:
+            stamp = meta.get("HTTP_X_QUEUE_START")
+        admission = guard.admit(
+            path,
+            probe=meta.get("HTTP_X_GRACEFAIL_PROBE") == "1",
+            beacon=path == self.beacon_path,
+            stamp=stamp,
+            peer=meta.get("REMOTE_ADDR") or None,
+        )
+        if admission.admitted:
+            return admission, None
+        view = environ_view(meta, path=escape_uri_path(request.path), scheme=request.scheme)
+        return None, _page(engine.overload_reply(view, admission.reason))
+
+    def _release_later(
+        self, response: HttpResponseBase, admission: Admission, began: float
+    ) -> HttpResponseBase:
+        """Free the slot when Django closes the response (after the server sent it)."""
+        guard = self.overload
+        assert guard is not None
+        latency = time.monotonic() - began if response.status_code < 500 else None
+        done = False
+
+        def release() -> None:
+            nonlocal done
+            if not done:
+                done = True
+                guard.release(admission, latency)
+
+        closers = getattr(response, "_resource_closers", None)
+        if isinstance(closers, list):
+            closers.append(release)
+        else:
+            release()
+        return response
+
+    def _guarded(self, request: HttpRequest) -> HttpResponseBase:
+        admission, shed = self._admit(request)
+        if shed is not None:
+            return shed
+        guard = self.overload
+        assert guard is not None
+        began = time.monotonic()
+        try:
+            early = self._enter(request)
+            if early is not None:
+                response: HttpResponseBase = early
+            else:
+                response = self._leave(request, self.get_response(request))
+        except BaseException:
+            if admission is not None:
+                guard.release(admission)
+            raise
+        if admission is None:
+            return response
+        return self._release_later(response, admission, began)
+
+    async def _aguarded(self, request: HttpRequest) -> HttpResponseBase:
+        admission, shed = self._admit(request)
+        if shed is not None:
+            return shed
+        guard = self.overload
+        assert guard is not None
+        began = time.monotonic()
+        try:
+            response = await self.__acall__(request)
+        except BaseException:
+            if admission is not None:
+                guard.release(admission)
+            raise
+        if admission is None:
+            return response
+        return self._release_later(response, admission, began)
 
     def _enter(self, request: HttpRequest) -> HttpResponse | None:
         engine = self.engine
