@@ -108,6 +108,27 @@ def negotiate_kind(headers: Mapping[str, str]) -> Kind:
         "no-cors",
     )
     accept = headers.get("accept", "")
+    if len(accept) <= _MAX_CACHED_ACCEPT:
+        # Clients send a handful of distinct Accept headers (each browser its own): the
+        # outcome is remembered per (header, scripted), in a bounded table.
+        key = (accept, scripted)
+        kind = _KINDS.get(key)
+        if kind is None:
+            kind = _kind(accept, scripted)
+            if len(_KINDS) >= _KIND_CACHE:
+                _KINDS.clear()
+            _KINDS[key] = kind
+        return kind
+    return _kind(accept, scripted)
+
+
+_KINDS: dict[tuple[str, bool], Kind] = {}
+_KIND_CACHE: Final = 256
+_MAX_CACHED_ACCEPT: Final = 512
+
+
+def _kind(accept: str, scripted: bool) -> Kind:
+    """The format ``Accept`` picks (see :func:`negotiate_kind`)."""
     if not accept.strip():
         return "json" if scripted else "text"
     accepted = parse_accept(accept)
