@@ -25,6 +25,7 @@ system-deps:
 	  missing=""; \
 	  [ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	  [ -x /usr/sbin/nginx ] || missing="$$missing nginx-light"; \
+	  [ -e /usr/lib/nginx/modules/ngx_http_brotli_static_module.so ] || missing="$$missing libnginx-mod-http-brotli-static"; \
 	  [ -x /usr/sbin/haproxy ] || missing="$$missing haproxy"; \
 	  [ -x /usr/sbin/apache2 ] || missing="$$missing apache2"; \
 	  [ -x /usr/bin/caddy ] || missing="$$missing caddy"; \
@@ -36,7 +37,7 @@ system-deps:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  fi; \
 	else \
-	  echo "not root: skipping apt-get (install chromium, nginx-light, postgresql and npm yourself)"; \
+	  echo "not root: skipping apt-get (install chromium, nginx-light, libnginx-mod-http-brotli-static, postgresql and npm yourself)"; \
 	fi
 
 demo: $(VENV)/.installed-demo
