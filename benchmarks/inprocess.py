@@ -44,6 +44,7 @@ from benchmarks.harness import (
     Settings,
     asgi_scope,
     available,
+    calls_per_request,
     compare,
     empty_loop,
     expect,
@@ -82,6 +83,15 @@ STARLETTE_LABELS = {
 # -- the rows --------------------------------------------------------------------------
 
 
+def _calls_note(calls: dict[str, float], passthrough: str) -> str:
+    """The exact count beside the timings, which on a shared machine jitter by more than
+    the margin the goal allows."""
+    return (
+        f"Python function calls per request (counted, not timed): bare {calls['bare']:g}, "
+        f"pass-through {calls[passthrough]:g}, gracefail {calls['gracefail']:g}."
+    )
+
+
 def happy_asgi(res: Results, settings: Settings, driver: AsgiDriver) -> None:
     scope = asgi_scope("/", BROWSER)
     apps = {name: starlette_app(name) for name in ("bare", "asgi", "base", "gracefail")}
@@ -91,14 +101,23 @@ def happy_asgi(res: Results, settings: Settings, driver: AsgiDriver) -> None:
         if got[2] != b"hello":
             raise RuntimeError(f"Starlette hello ({name}) answered {got[2]!r}")
     labels = STARLETTE_LABELS
-    stats = compare({labels[k]: driver.runner(a, scope) for k, a in apps.items()}, settings)
-    res.groups.append(Group("Happy path, Starlette hello", "bare Starlette", stats))
+    runners = {labels[k]: driver.runner(a, scope) for k, a in apps.items()}
+    stats = compare(runners, settings)
+    calls = {k: calls_per_request(runners[labels[k]]) for k in ("bare", "asgi", "gracefail")}
+    res.groups.append(
+        Group(
+            "Happy path, Starlette hello", "bare Starlette", stats, note=_calls_note(calls, "asgi")
+        )
+    )
     gf, asgi, base = (stat(stats, labels[k]) for k in ("gracefail", "asgi", "base"))
     res.goals.append(
         Goal(
             "happy path, Starlette hello",
             f"{fmt_ns(gf.added)}/request ({gf.ratio:.3f}x); pure-ASGI pass-through "
             f"{fmt_ns(asgi.added)}, so {fmt_ns(gf.added - asgi.added)} over it; "
+            f"Python calls per request over bare: pass-through "
+            f"+{calls['asgi'] - calls['bare']:g}, "
+            f"gracefail +{calls['gracefail'] - calls['bare']:g}; "
             f"BaseHTTPMiddleware {fmt_ns(base.added)}",
             f"within +{PASS_THROUGH_MARGIN} ns of the status-reading pass-through",
             gf.added - asgi.added <= PASS_THROUGH_MARGIN,
@@ -205,14 +224,26 @@ def _wsgi_family(
         got = wsgi_call(app, environ)
         expect(got, 200, f"{title} hello ({name})")
     labels = {"bare": f"bare {title}", passthrough: label, "gracefail": "gracefail"}
-    stats = compare({labels[k]: wsgi_runner(a, environ) for k, a in apps.items()}, settings)
-    res.groups.append(Group(f"Happy path, {title} hello", labels["bare"], stats))
+    runners = {labels[k]: wsgi_runner(a, environ) for k, a in apps.items()}
+    stats = compare(runners, settings)
+    calls = {k: calls_per_request(runners[labels[k]]) for k in apps}
+    res.groups.append(
+        Group(
+            f"Happy path, {title} hello",
+            labels["bare"],
+            stats,
+            note=_calls_note(calls, passthrough),
+        )
+    )
     gf, through = stat(stats, "gracefail"), stat(stats, label)
     res.goals.append(
         Goal(
             f"happy path, {title}",
             f"{fmt_ns(gf.added)}/request ({gf.ratio:.3f}x); pass-through "
-            f"{fmt_ns(through.added)}, so {fmt_ns(gf.added - through.added)} over it",
+            f"{fmt_ns(through.added)}, so {fmt_ns(gf.added - through.added)} over it; "
+            f"Python calls per request over bare: pass-through "
+            f"+{calls[passthrough] - calls['bare']:g}, "
+            f"gracefail +{calls['gracefail'] - calls['bare']:g}",
             f"within +{PASS_THROUGH_MARGIN} ns of the status-reading pass-through",
             gf.added - through.added <= PASS_THROUGH_MARGIN,
         )
