@@ -141,9 +141,14 @@ class GracefailMiddleware:
             if page is None:
                 raise
             return page
-        if call.status is not None and not call.replacing and _finished(environ, result):
+        if (
+            call.status is not None
+            and not call.replacing
+            and (type(result) is list or _finished(environ, result))
+        ):
             # A finished body or a file the server may sendfile(): nothing left that could fail.
-            call.forward()
+            if call.to is None:
+                call.to = start_response(call.status, call.headers)
             return result
         return _Body(call, result)
 
