@@ -179,6 +179,16 @@ class Engine:
             if config.overload is not None
             else None
         )
+        if self.overload is not None:
+            # Recorders that export gauges (Prometheus, OpenTelemetry) read the guard's
+            # stats when they are collected, not per request.
+            for recorder in recorders:
+                watch = getattr(recorder, "watch_overload", None)
+                if callable(watch):
+                    try:
+                        watch(self.overload)
+                    except Exception:
+                        log.exception("gracefail: %r cannot export the overload gauges", recorder)
         self.beacon_path = config.beacon_path
         self.worker = Worker(config, self.renderer)
         # The paths answer_worker() answers: one set lookup on a request's path.

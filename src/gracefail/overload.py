@@ -73,6 +73,7 @@ threads do.
 
 from __future__ import annotations
 
+import bisect
 import math
 import random
 import threading
@@ -92,6 +93,7 @@ __all__ = [
     "ADMITTED_UNSAMPLED",
     "DEFAULT_MAX_LIMIT",
     "EXEMPT",
+    "QUEUE_BUCKETS",
     "SHED_CONCURRENCY",
     "SHED_QUEUE",
     "STAMP_HEADERS",
@@ -123,6 +125,24 @@ _CLOCK_SLACK: Final = 0.001
 _TRUST_CACHE: Final = 256
 # A stamp longer than this is no stamp (float() of a huge string costs its length).
 _MAX_STAMP: Final = 40
+
+QUEUE_BUCKETS: Final = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+"""The bounds (seconds) of the queue-time histogram the recorders export."""
+_QUEUE_BOUNDS_MS: Final = tuple(bound * 1000.0 for bound in QUEUE_BUCKETS)
 
 STAMP_HEADERS: Final = ("x-request-start", "x-queue-start")
 """The request headers a proxy stamps its forwarding time in, in order of preference."""
@@ -620,6 +640,24 @@ class OverloadStats:
     stamps_absurd: int
     stamps_invalid: int
     counts: Mapping[str, int] = field(default_factory=dict)
+    queue_buckets: tuple[int, ...] = ()
+    queue_sum_s: float = 0.0
+
+    @property
+    def queue_histogram(self) -> list[tuple[float, int]]:
+        """The trusted queue times since start as cumulative (bound in seconds, count)
+        pairs over :data:`QUEUE_BUCKETS`, the last bound ``inf``: a Prometheus histogram."""
+        total = 0
+        pairs: list[tuple[float, int]] = []
+        for bound, n in zip((*QUEUE_BUCKETS, math.inf), self.queue_buckets, strict=False):
+            total += n
+            pairs.append((bound, total))
+        return pairs
+
+    @property
+    def queue_count(self) -> int:
+        """Requests whose queue time was read from a trusted stamp, since start."""
+        return sum(self.queue_buckets)
 
     @property
     def shed(self) -> dict[str, int]:
@@ -675,6 +713,8 @@ class OverloadGuard:
         self._lock = threading.Lock()
         self._anonymous = count()
         self.queue_ms: float | None = None
+        self._queue_buckets = [0] * (len(QUEUE_BUCKETS) + 1)
+        self._queue_sum_ms = 0.0
         self.shed_queue = 0
         self.shed_concurrency = 0
         self.shed_background = 0
@@ -760,6 +800,9 @@ class OverloadGuard:
             return None
         waited_ms = max(0.0, waited * 1000.0)
         self.queue_ms = waited_ms
+        with self._lock:
+            self._queue_buckets[bisect.bisect_left(_QUEUE_BOUNDS_MS, waited_ms)] += 1
+            self._queue_sum_ms += waited_ms
         return waited_ms
 
     def _count(self, name: str) -> None:
@@ -804,4 +847,6 @@ class OverloadGuard:
                 "measurements": adaptive.measurements if adaptive else 0,
                 "updates": adaptive.updates if adaptive else 0,
             },
+            queue_buckets=tuple(self._queue_buckets),
+            queue_sum_s=self._queue_sum_ms / 1000.0,
         )

@@ -9,12 +9,28 @@ from typing import Final
 
 __all__ = [
     "DROP_REASONS",
+    "MAINTENANCE_CAUSE",
+    "OVERLOAD_CAUSE",
+    "SHED_REASONS",
     "SOURCES",
     "TIME_TO_RECOVERY_BUCKETS",
     "UNKNOWN_ROUTE",
     "label_method",
+    "label_shed_reason",
     "label_source",
 ]
+
+MAINTENANCE_CAUSE: Final = "maintenance"
+"""The cause of the pages of planned maintenance (:mod:`gracefail.maintenance_page`):
+planned downtime, counted apart from the failures by every recorder and the report."""
+
+OVERLOAD_CAUSE: Final = "overload"
+"""The cause of the busy pages (503) of requests shed under load (:mod:`gracefail.overload`):
+not an upstream failure, counted apart from the failures by every recorder and the report."""
+
+SHED_REASONS: Final = ("queue", "concurrency")
+"""Why a request was shed: it waited longer than ``max_queue_ms``, or the in-flight
+limit was reached."""
 
 DROP_REASONS: Final = ("queue_full", "recorder_error")
 """Why events were lost: the pipeline's queue was full, or a recorder failed a batch."""
@@ -44,6 +60,13 @@ _SOURCES: Final = frozenset(SOURCES)
 def label_method(method: str) -> str:
     """The method as a bounded label value (``_OTHER`` for anything unusual)."""
     return method if method in _METHODS else "_OTHER"
+
+
+def label_shed_reason(error_type: str | None) -> str:
+    """The reason of a shed request's event (its ``error_type`` is ``overload.<reason>``)
+    as a bounded label value (``_OTHER`` for anything else)."""
+    reason = (error_type or "").removeprefix("overload.")
+    return reason if reason in SHED_REASONS else "_OTHER"
 
 
 def label_source(source: str) -> str:

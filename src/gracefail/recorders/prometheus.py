@@ -10,11 +10,33 @@ Metrics:
   apart from the failures so that outage alerts and error rates leave it out by
   themselves (``integrations/prometheus/alerts.yml`` mutes the outage alerts of a job
   while it serves them). The same bounded labels as the failures'.
-* ``gracefail_probes_total{status}``: failure replies to the page's own probes.
+* ``gracefail_shed_requests_total{reason,route,method,source}``: users' requests shed
+  under load with the busy page (503, cause ``overload``; ``reason``: ``queue`` or
+  ``concurrency``): not failures, and not in ``gracefail_failures_total``.
+* ``gracefail_probes_total{status}``: failure replies to the page's own probes (a shed
+  probe is one, with status 503).
 * ``gracefail_page_events_total{event}``: beacons by kind (shown, retry, recovered, ...).
 * ``gracefail_time_to_recovery_seconds``: histogram of the page's measured time to recovery.
 * ``gracefail_events_dropped_total{reason}``: events lost before a recorder stored them
   (``queue_full``: the pipeline's queue; ``recorder_error``: a recorder failed a batch).
+
+With ``Config.overload``, the engine hands its guard to the recorder
+(:meth:`PrometheusRecorder.watch_overload`), and a collector reads
+``OverloadGuard.stats()`` at each scrape (nothing per request):
+
+* ``gracefail_overload_limit``: the in-flight limit now (absent without one);
+* ``gracefail_overload_in_flight``: requests holding a slot now;
+* ``gracefail_overload_min_rtt_seconds``, ``gracefail_overload_sample_rtt_seconds``: the
+  adaptive controller's latencies (once measured);
+* ``gracefail_overload_queue_seconds``: histogram of the queue time read from trusted
+  proxies' stamps (``X-Request-Start``);
+* ``gracefail_overload_shed_total{reason}``: requests shed since start, probes and beacons
+  included (``reason``: ``queue``, ``concurrency``);
+* ``gracefail_overload_stamps_ignored_total{why}``: stamps ignored (``untrusted``,
+  ``future``, ``absurd``, ``invalid``).
+
+Several engines on one registry add up (limits and slots summed, the lowest minRTT).
+In multiprocess mode these are the serving process's own: each worker has its guard.
 
 The default registry is a fresh ``CollectorRegistry`` per recorder, never the
 global one, so building the app twice never raises "Duplicated timeseries".
@@ -41,12 +63,18 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 try:
     from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+    from prometheus_client.core import (
+        CounterMetricFamily,
+        GaugeMetricFamily,
+        HistogramMetricFamily,
+        Metric,
+    )
     from prometheus_client.exposition import CONTENT_TYPE_LATEST
     from prometheus_client.multiprocess import MultiProcessCollector
 except ImportError as exc:  # pragma: no cover - depends on the environment
@@ -57,15 +85,22 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from ..events import CLIENT_KINDS, ClientEvent, Event, ServerEvent
 from .labels import (
     DROP_REASONS,
+    MAINTENANCE_CAUSE,
+    OVERLOAD_CAUSE,
+    SHED_REASONS,
     TIME_TO_RECOVERY_BUCKETS,
     UNKNOWN_ROUTE,
     label_method,
+    label_shed_reason,
     label_source,
 )
 
+if TYPE_CHECKING:
+    from ..overload import OverloadGuard, OverloadStats
+
 __all__ = ["DEFAULT_BUCKETS", "PrometheusRecorder", "multiprocess_dir"]
 
-PLANNED_CAUSE: Final = "maintenance"
+PLANNED_CAUSE: Final = MAINTENANCE_CAUSE
 """The cause of the pages of planned maintenance (:mod:`gracefail.maintenance_page`)."""
 
 DEFAULT_BUCKETS: Final = TIME_TO_RECOVERY_BUCKETS
@@ -76,6 +111,7 @@ DEFAULT_BUCKETS: Final = TIME_TO_RECOVERY_BUCKETS
 class _Metrics:
     failures: Counter
     maintenance_pages: Counter
+    shed: Counter
     probes: Counter
     page_events: Counter
     time_to_recovery: Histogram
@@ -104,6 +140,12 @@ def _metrics(registry: CollectorRegistry, buckets: Sequence[float]) -> _Metrics:
                 "gracefail_maintenance_pages",
                 "Maintenance pages (503) served to users' requests during planned maintenance.",
                 ("route", "method", "source"),
+                registry=registry,
+            ),
+            shed=Counter(
+                "gracefail_shed_requests",
+                "Users' requests shed under load with the busy page (503), by reason.",
+                ("reason", "route", "method", "source"),
                 registry=registry,
             ),
             probes=Counter(
@@ -174,6 +216,13 @@ class PrometheusRecorder:
             if isinstance(event, ServerEvent):
                 if event.probe:
                     metrics.probes.labels(str(event.status)).inc()
+                elif event.cause == OVERLOAD_CAUSE:
+                    metrics.shed.labels(
+                        label_shed_reason(event.error_type),
+                        event.route or UNKNOWN_ROUTE,
+                        label_method(event.method),
+                        label_source(event.source),
+                    ).inc()
                 elif event.cause == PLANNED_CAUSE:
                     metrics.maintenance_pages.labels(
                         event.route or UNKNOWN_ROUTE,
@@ -197,6 +246,16 @@ class PrometheusRecorder:
         """Count events the pipeline lost (``reason``: queue_full or recorder_error)."""
         self._metrics.dropped.labels(reason).inc(count)
 
+    def watch_overload(self, guard: OverloadGuard) -> None:
+        """Export ``guard``'s gauges (see the module docs): read at each scrape. The engine
+        calls it when ``Config.overload`` is set; a guard watched twice counts once."""
+        with _registered_lock:
+            collector = _overload_collectors.get(self.registry)
+            if collector is None:
+                collector = _overload_collectors[self.registry] = _OverloadCollector()
+                self.registry.register(collector)
+        collector.guards.add(guard)
+
     def exposition_registry(self) -> CollectorRegistry:
         """The registry to serve: this one, or in multiprocess mode one that reads every
         worker's files."""
@@ -212,3 +271,72 @@ class PrometheusRecorder:
 
     def close(self) -> None:
         """Nothing to release (the registry outlives the recorder)."""
+
+
+class _OverloadCollector:
+    """The overload gauges of every guard watched on one registry, read at each scrape."""
+
+    def __init__(self) -> None:
+        self.guards: weakref.WeakSet[OverloadGuard] = weakref.WeakSet()
+
+    def collect(self) -> Iterator[Metric]:
+        stats = [guard.stats() for guard in list(self.guards)]
+        if not stats:
+            return
+        limits = [s.limit for s in stats if s.limit is not None]
+        if limits:
+            yield _gauge(
+                "limit", "The in-flight limit now (adaptive: the controller's).", sum(limits)
+            )
+        yield _gauge(
+            "in_flight", "Requests holding an in-flight slot now.", sum(s.in_flight for s in stats)
+        )
+        for name, what, values in (
+            ("min_rtt_seconds", "The adaptive limit's minRTT (latency when nothing waits).",
+             [s.min_rtt_ms for s in stats]),
+            ("sample_rtt_seconds", "The adaptive limit's latency in its last window.",
+             [s.sample_rtt_ms for s in stats]),
+        ):  # fmt: skip
+            known = [value for value in values if value is not None]
+            if known:
+                yield _gauge(name, what, min(known) / 1000.0)
+        yield _queue_histogram(stats)
+        shed = CounterMetricFamily(
+            "gracefail_overload_shed",
+            "Requests shed since start (probes and beacons included), by reason.",
+            labels=("reason",),
+        )
+        for reason in SHED_REASONS:
+            shed.add_metric((reason,), sum(s.shed[reason] for s in stats))
+        yield shed
+        ignored = CounterMetricFamily(
+            "gracefail_overload_stamps_ignored",
+            "Proxy stamps (X-Request-Start) ignored since start, by why.",
+            labels=("why",),
+        )
+        for why in ("untrusted", "future", "absurd", "invalid"):
+            ignored.add_metric((why,), sum(getattr(s, f"stamps_{why}") for s in stats))
+        yield ignored
+
+
+def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(f"gracefail_overload_{name}", documentation, value=value)
+
+
+def _queue_histogram(stats: Sequence[OverloadStats]) -> HistogramMetricFamily:
+    merged: dict[float, int] = {}
+    for one in stats:
+        for bound, count in one.queue_histogram:
+            merged[bound] = merged.get(bound, 0) + count
+    buckets = [("+Inf" if bound == float("inf") else repr(bound), n) for bound, n in merged.items()]
+    return HistogramMetricFamily(
+        "gracefail_overload_queue_seconds",
+        "Time requests waited between the proxy's stamp and the app (trusted stamps).",
+        buckets=buckets,
+        sum_value=sum(one.queue_sum_s for one in stats),
+    )
+
+
+_overload_collectors: weakref.WeakKeyDictionary[CollectorRegistry, _OverloadCollector] = (
+    weakref.WeakKeyDictionary()
+)

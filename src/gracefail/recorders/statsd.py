@@ -4,6 +4,8 @@ Counters are summed per batch and packed several lines to a datagram (at most
 ``max_packet`` bytes). With ``dogstatsd=True`` dimensions are tags::
 
     gracefail.failures:3|c|#status:502,cause:timeout,method:GET,route:/items/{id},source:app
+    gracefail.maintenance_pages:4|c|#method:GET,route:/items/{id},source:app
+    gracefail.shed_requests:9|c|#reason:concurrency,method:GET,route:/items/{id},source:app
     gracefail.page_events:1|c|#event:recovered
     gracefail.time_to_recovery:12840|ms
     gracefail.events_dropped:20|c|#reason:queue_full
@@ -11,7 +13,9 @@ Counters are summed per batch and packed several lines to a datagram (at most
 and with plain StatsD they become path segments
 (``gracefail.failures.502.timeout.GET.items_id.app:3|c``,
 ``gracefail.page_events.recovered:1|c``). ``source`` (``app``, ``gateway``, ``worker``)
-comes last, so queries on the leading segments keep working.
+comes last, so queries on the leading segments keep working. Maintenance pages (cause
+``maintenance``, planned downtime) and the busy pages of requests shed under load
+(cause ``overload``) have counters of their own, never ``failures``.
 
 Example::
 
@@ -29,7 +33,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from ..events import ClientEvent, Event, ServerEvent
-from .labels import UNKNOWN_ROUTE, label_method, label_source
+from .labels import (
+    MAINTENANCE_CAUSE,
+    OVERLOAD_CAUSE,
+    UNKNOWN_ROUTE,
+    label_method,
+    label_shed_reason,
+    label_source,
+)
 
 __all__ = ["StatsdRecorder"]
 
@@ -104,13 +115,19 @@ class StatsdRecorder:
                 if event.probe:
                     counts["probes", (("status", str(event.status)),)] += 1
                     continue
-                dims = (
-                    ("status", str(event.status)),
-                    ("cause", event.cause),
+                where = (
                     ("method", label_method(event.method)),
                     ("route", event.route or UNKNOWN_ROUTE),
                     ("source", label_source(event.source)),
                 )
+                if event.cause == MAINTENANCE_CAUSE:
+                    counts["maintenance_pages", where] += 1
+                    continue
+                if event.cause == OVERLOAD_CAUSE:
+                    reason = ("reason", label_shed_reason(event.error_type))
+                    counts["shed_requests", (reason, *where)] += 1
+                    continue
+                dims = (("status", str(event.status)), ("cause", event.cause), *where)
                 counts["failures", dims] += 1
             elif isinstance(event, ClientEvent):
                 counts["page_events", (("event", event.kind),)] += 1
