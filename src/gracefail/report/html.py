@@ -491,7 +491,8 @@ def render_fragment(report: Report, title: str = "gracefail report", controls: s
 <p class="sub">store: {_esc(report.store)}<br>
 {_esc(window["since"])} to {_esc(window["until"])} (UTC){route}
 &middot; {statuses} &middot; probes {report.probes} &middot; causes: {causes}
-&middot; planned downtime: {report.planned} maintenance pages (not counted as failures)</p>
+&middot; planned downtime: {report.planned} maintenance pages (not counted as failures)
+&middot; shed under load: {_shed_html(report)}</p>
 {controls}<section class="tiles">{tiles_html}</section>
 {comparison}
 <h2>Failures per {series.unit}</h2>
@@ -540,3 +541,18 @@ def page(body: str, title: str) -> str:
 def render_html(report: Report, title: str = "gracefail report", controls: str = "") -> str:
     """One self-contained HTML page (inline CSS and SVG, no script, no external request)."""
     return page(render_fragment(report, title, controls), title)
+
+
+def _shed_html(report: Report) -> str:
+    """Requests shed with the busy page, and what became of their users (escaped)."""
+    shed = report.shed
+    text = f"{shed.requests} busy pages (not counted as failures)"
+    if shed.requests or shed.probes:
+        reasons = ", ".join(f"{k} {v}" for k, v in shed.by_reason.items())
+        views = shed.outcomes
+        text += (
+            f" ({reasons}; probes {shed.probes}); their pages: shown {views.pages_shown}, "
+            f"recovered {views.recovered} ({percent(views.recovery_rate)}), abandoned "
+            f"{views.abandoned} ({percent(views.abandonment_rate)}), gave up {views.gave_up}"
+        )
+    return _esc(text)

@@ -28,6 +28,7 @@ __all__ = [
     "Report",
     "RouteCount",
     "RouteRow",
+    "Shed",
     "SpikeBucket",
     "Spikes",
     "TimeToRecovery",
@@ -413,6 +414,32 @@ class Comparison:
 
 
 @dataclass(frozen=True, slots=True)
+class Shed:
+    """Requests shed under load (the busy 503, cause ``overload``), and what happened to
+    the users who got its page.
+
+    ``requests``: users' requests shed (probes excluded), ``by_reason`` by why
+    (``queue``, ``concurrency``); ``probes``: the page's own probes shed; ``outcomes``:
+    the busy pages' views (shown, recovered, abandoned, gave up): never among the
+    report's outages and their page views.
+    """
+
+    requests: int = 0
+    probes: int = 0
+    by_reason: Mapping[str, int] = field(default_factory=dict)
+    outcomes: Outcomes = field(default_factory=Outcomes)
+
+    def as_dict(self) -> dict[str, Any]:
+        """``{"requests", "probes", "by_reason", "pages_shown", "recovered", ...}``."""
+        return {
+            "requests": self.requests,
+            "probes": self.probes,
+            "by_reason": dict(self.by_reason),
+            **self.outcomes.as_dict(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class Report:
     """The report of one store over one window (see :mod:`gracefail.report` for definitions).
 
@@ -451,11 +478,20 @@ class Report:
     planned: int = 0
     planned_episodes: tuple[Episode, ...] = ()
     planned_episodes_total: int = 0
+    shed: Shed = field(default_factory=Shed)
 
     @property
     def empty(self) -> bool:
-        """No failure, no probe, no page report and no planned downtime in the window."""
-        return not (self.failures or self.probes or self.outcomes.pages_shown or self.planned)
+        """No failure, no probe, no page report, no planned downtime and no request shed
+        in the window."""
+        return not (
+            self.failures
+            or self.probes
+            or self.outcomes.pages_shown
+            or self.planned
+            or self.shed.requests
+            or self.shed.probes
+        )
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON form: plain dicts, lists, strings and numbers."""
@@ -485,6 +521,8 @@ class Report:
             "spikes": [b.as_dict() for b in self.spikes.flagged] if self.spikes else [],
             "spike_detection": self.spikes.settings() if self.spikes else None,
             "comparison": self.comparison.as_dict() if self.comparison else None,
+            # Only with requests shed under load in the window (Config.overload).
+            **({"shed": self.shed.as_dict()} if self.shed.requests or self.shed.probes else {}),
         }
 
     def to_json(self, indent: int | None = 2) -> str:

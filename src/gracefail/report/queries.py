@@ -24,6 +24,7 @@ from .model import (
     PeriodSummary,
     Report,
     RouteRow,
+    Shed,
     TimeToRecovery,
     Window,
 )
@@ -71,6 +72,53 @@ class _Query:
             self.params,
         )
         return as_int(rows[0][0]) if rows else 0
+
+    def shed(self) -> Shed:
+        """Requests shed under load in the window, and their busy pages' views."""
+        requests = probes = 0
+        by_reason: dict[str, int] = {}
+        for probe, error_type, count in self.reader.query(
+            f"SELECT probe, error_type, COUNT(*) FROM {FAILURES} WHERE {self.scope.shed} "
+            "GROUP BY 1, 2",
+            self.params,
+        ):
+            if probe:
+                probes += int(count)
+                continue
+            requests += int(count)
+            reason = str(error_type or "").removeprefix("overload.") or "unknown"
+            by_reason[reason] = by_reason.get(reason, 0) + int(count)
+        if not (requests or probes):
+            return Shed()
+        rows = self.reader.query(
+            self.scope.shed_views
+            + """SELECT
+    SUM(CASE WHEN shown_ms IS NOT NULL THEN 1 ELSE 0 END),
+    SUM(CASE WHEN outcome = 'recovered' THEN 1 ELSE 0 END),
+    SUM(CASE WHEN outcome = 'abandoned' THEN 1 ELSE 0 END),
+    SUM(CASE WHEN outcome = 'gave_up' THEN 1 ELSE 0 END)
+FROM pv""",
+            self.params,
+        )
+        shown, recovered, abandoned, gave_up = rows[0] if rows else (0, 0, 0, 0)
+        ttr = grouped_times_to_recovery(
+            self.reader,
+            self.scope.shed_views,
+            "SELECT NULL AS grp, outcome_ms FROM pv WHERE outcome = 'recovered'",
+            self.params,
+        )
+        return Shed(
+            requests,
+            probes,
+            _sorted_counts(by_reason),
+            Outcomes(
+                as_int(shown),
+                as_int(recovered),
+                as_int(abandoned),
+                as_int(gave_up),
+                ttr.get(None, TimeToRecovery()),
+            ),
+        )
 
     def per(self, seconds: int) -> tuple[PeriodRow, ...]:
         """Failures (probes excluded) by bucket of ``seconds``, only buckets with some."""
@@ -238,6 +286,7 @@ def build_report(
         planned=planned,
         planned_episodes=planned_episodes,
         planned_episodes_total=planned_total,
+        shed=query.shed(),
         by_status=totals.by_status,
         by_cause=_sorted_counts(totals.by_cause),
         by_source={s: totals.by_source.get(s, 0) for s in _with_sources(totals.by_source)},

@@ -13,7 +13,7 @@ from typing import Any, Final
 
 from ..beacon import CLOCK_SLACK_MS
 from ..events import OUTCOMES
-from ..recorders.labels import UNKNOWN_ROUTE
+from ..recorders.labels import MAINTENANCE_CAUSE, OVERLOAD_CAUSE, UNKNOWN_ROUTE
 from ..recorders.schema import FAILURES, PAGE_EVENTS
 from ..tokens import VIEW_SEPARATOR, VIEW_SUFFIX
 from .model import TimeToRecovery, Window
@@ -24,6 +24,7 @@ __all__ = [
     "PERCENTILES",
     "PLANNED_CAUSE",
     "ROUTE",
+    "SHED_CAUSE",
     "UNKNOWN_SOURCE",
     "Scope",
     "as_int",
@@ -38,9 +39,12 @@ __all__ = [
 
 UNKNOWN_SOURCE: Final = "unknown"
 """The source of a page view whose failure is not in the store."""
-PLANNED_CAUSE: Final = "maintenance"
+PLANNED_CAUSE: Final = MAINTENANCE_CAUSE
 """The cause of the pages served during planned maintenance: planned downtime, reported
 apart from outages (:mod:`gracefail.maintenance`)."""
+SHED_CAUSE: Final = OVERLOAD_CAUSE
+"""The cause of the busy pages of requests shed under load (:mod:`gracefail.overload`):
+reported apart from outages, with what happened to the shed users."""
 
 # Percentiles as exact fractions, so SQL (integer division) and Python pick the same rows.
 PERCENTILES: Final = {"p50": (1, 2), "p90": (9, 10)}
@@ -87,7 +91,7 @@ def bucket(reader: Reader, seconds: int) -> str:
     return f"FLOOR(time / {seconds}) * {seconds}"
 
 
-def page_views(source: str, filtered: bool) -> str:
+def page_views(source: str, filtered: bool, shed: bool = False) -> str:
     """CTEs ending in ``pv``: one row per page view (a key with a beacon in the window).
 
     Its outcome is its first recovered/gave_up/abandoned beacon in arrival order; its
@@ -102,13 +106,19 @@ def page_views(source: str, filtered: bool) -> str:
     (the beacon endpoint bounds them the same way by the token's age; this also bounds
     rows stored before it did), and an outcome cannot precede its page's ``shown``.
 
+    The busy pages of shed requests (cause ``overload``) are not outages: without
+    ``shed`` their views are left out, with it they are the only ones.
+
     Placeholders: since, until and, when ``filtered``, the route.
     """
     route_filter = (
-        f" AND {_FAILURE_OF} IN "
-        f"(SELECT incident FROM {FAILURES} WHERE probe = 0 AND {ROUTE} = ?)"
+        f" AND {_FAILURE_OF} IN (SELECT incident FROM {FAILURES} WHERE probe = 0 AND {ROUTE} = ?)"
         if filtered
         else ""
+    )
+    route_filter += (
+        f" AND {_FAILURE_OF} {'' if shed else 'NOT '}IN "
+        f"(SELECT incident FROM {FAILURES} WHERE cause = '{SHED_CAUSE}')"
     )
     return f"""
 WITH ev AS (
@@ -190,8 +200,10 @@ class Scope:
 
     ``where`` selects the window's failures (with the route filter): outages only, the
     maintenance pages of planned downtime (cause ``maintenance``) are counted apart
-    (``planned``, which takes the same ``params``); ``views`` is the page views' CTE
-    (:func:`page_views`); both take ``params``.
+    (``planned``, which takes the same ``params``), and so are the busy pages of requests
+    shed under load (cause ``overload``: ``shed``); ``views`` is the page views' CTE
+    (:func:`page_views`, shed requests' left out), ``shed_views`` the shed requests' page
+    views alone; all take ``params``.
     """
 
     reader: Reader
@@ -202,6 +214,8 @@ class Scope:
     params: tuple[object, ...]
     views: str
     planned: str = ""
+    shed: str = ""
+    shed_views: str = ""
 
     @classmethod
     def of(cls, reader: Reader, window: Window, route: str | None) -> Scope:
@@ -214,8 +228,10 @@ class Scope:
             window=window,
             route=route,
             source=source,
-            where=f"{window_where} AND cause <> '{PLANNED_CAUSE}'",
+            where=f"{window_where} AND cause NOT IN ('{PLANNED_CAUSE}', '{SHED_CAUSE}')",
             planned=f"{window_where} AND cause = '{PLANNED_CAUSE}'",
+            shed=f"{window_where} AND cause = '{SHED_CAUSE}'",
+            shed_views=page_views(source, filtered, shed=True),
             params=(
                 window.since.timestamp(),
                 window.until.timestamp(),

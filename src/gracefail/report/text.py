@@ -137,6 +137,7 @@ def render_table(report: Report, width: int = 40) -> str:
     rows = [
         ("Failures", f"{report.failures}  ({status}; probes {report.probes})"),
         ("Planned downtime", f"{report.planned} maintenance pages (not counted as failures)"),
+        ("Shed under load", _shed_text(report)),
         ("By cause", _counts(report.by_cause)),
         ("By source", _counts(report.by_source)),
         ("Pages shown", str(views.pages_shown)),
@@ -263,6 +264,22 @@ def _spike_lines(report: Report) -> list[str]:
     return out
 
 
+def _shed_text(report: Report) -> str:
+    """Requests shed with the busy page, and what became of their users."""
+    shed = report.shed
+    text = f"{shed.requests} busy pages (not counted as failures)"
+    if not (shed.requests or shed.probes):
+        return text
+    reasons = ", ".join(f"{k}: {v}" for k, v in shed.by_reason.items())
+    views = shed.outcomes
+    return (
+        f"{text}  ({reasons}; probes {shed.probes}); shown {views.pages_shown}, "
+        f"recovered {views.recovered} ({percent(views.recovery_rate)}), "
+        f"abandoned {views.abandoned} ({percent(views.abandonment_rate)}), "
+        f"gave up {views.gave_up}"
+    )
+
+
 def render_csv(report: Report) -> str:
     """The report as one long CSV table: ``metric,key,value``."""
     buffer = io.StringIO()
@@ -277,6 +294,11 @@ def render_csv(report: Report) -> str:
     writer.writerow(["failures", "", report.failures])
     writer.writerow(["probes", "", report.probes])
     writer.writerow(["planned", "", report.planned])
+    shed = report.shed.as_dict()
+    for name in ("requests", "probes", "pages_shown", "recovered", "abandoned", "gave_up"):
+        writer.writerow([f"shed_{name}", "", shed[name]])
+    for reason, count in report.shed.by_reason.items():
+        writer.writerow(["shed_by_reason", reason, count])
     for name in ("pages_shown", "recovered", "abandoned", "gave_up"):
         writer.writerow([name, "", views[name]])
     for name in ("recovery_rate", "abandonment_rate", "gave_up_rate"):
