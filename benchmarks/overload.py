@@ -512,6 +512,39 @@ def goals(steps: list[Step], capacities: dict[str, Capacity]) -> list[str]:
     return lines
 
 
+def goal_rows(steps: list[Step], capacities: dict[str, Capacity]) -> list[Any]:
+    """The goal table's rows of docs/performance.md (``benchmarks.run_all``): per server,
+    shedding at 2x capacity, with the same run's "without" beside it."""
+    from benchmarks.harness import Goal
+
+    rows: list[Any] = []
+    for s in steps:
+        if s.load != 2.0 or not s.shedding:
+            continue
+        cap = capacities[s.kind]
+        p99 = s.ms(s.ok_latencies, 0.99)
+        off = next(
+            (o for o in steps if o.kind == s.kind and o.load == 2.0 and not o.shedding), None
+        )
+        contrast = (
+            f"; without: {off.goodput:,.0f}/s, p99 {_fmt(off.ms(off.ok_latencies, 0.99), 1)} ms, "
+            f"{off.share('proxy_504', 'proxy_502'):.0%} proxy 5xx"
+            if off is not None
+            else ""
+        )
+        rows.append(
+            Goal(
+                f"overload at 2x capacity, {s.kind} ({_shedding_name(s)})",
+                f"goodput {s.goodput:,.0f}/s ({s.goodput / cap.rate:.0%} of {cap.rate:,.0f}/s), "
+                f"p99 {_fmt(p99, 1)} ms (unloaded {cap.p99_ms:.1f} ms), "
+                f"{s.share('page'):.0%} busy page{contrast}",
+                "goodput >= 90% of capacity and p99 <= 3x unloaded p99",
+                s.goodput >= 0.9 * cap.rate and p99 is not None and p99 <= 3 * cap.p99_ms,
+            )
+        )
+    return rows
+
+
 def plot(steps: list[Step], capacities: dict[str, Capacity], out: Path) -> bool:
     """Goodput and admitted p99 against offered load, with and without; False if
     matplotlib is missing (``pip install -e .[bench]``)."""

@@ -19,6 +19,7 @@ from importlib import metadata
 
 from benchmarks import e2e, gateway, herd, inprocess
 from benchmarks import load as outage_load
+from benchmarks import overload as overload_bench
 from benchmarks.harness import Goal, goals_table, group_table, log
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -167,6 +168,7 @@ def order(goals: list[Goal]) -> list[Goal]:
         "error path, problem+json", "error path, text/plain", "end-to-end happy path, uvicorn",
         "end-to-end happy path, gunicorn", "end-to-end error path", "start-up",
         "gracefail serve", "recording", "beacon", "page weight", "retry", "recovery",
+        "overload",
     ]  # fmt: skip
 
     def rank(goal: Goal) -> int:
@@ -199,9 +201,16 @@ def main(argv: list[str] | None = None) -> int:
     loaded = outage_load.markdown(outage_load.run_all(args.quick, pg, log=log))
     log("herd simulation")
     crowd = herd.run(plot_path, log=log)
+    # Overload (issue 17): about 2.5 min in full; --quick runs the 2x step only (20 s).
+    log("overload: shedding behind nginx, with and without")
+    shed_steps, shed_capacities = overload_bench.run(
+        args.quick, (False, True), ("uvicorn", "gunicorn"), log
+    )
+    shed_goals = overload_bench.goal_rows(shed_steps, shed_capacities)
+    shed_text = overload_bench.report(shed_steps, shed_capacities)
     ingest = "" if args.no_ingest else ingest_section()
 
-    goals = order(local.goals + remote.goals + backend.goals + herd_goals(crowd))
+    goals = order(local.goals + remote.goals + backend.goals + herd_goals(crowd) + shed_goals)
     elapsed = time.perf_counter() - began
     quick = " (quick run: fewer rounds, not for publishing)" if args.quick else ""
     parts = [
@@ -245,6 +254,13 @@ def main(argv: list[str] | None = None) -> int:
         "## Retry herd",
         "",
         crowd.markdown,
+        "",
+        "## Overload: shedding past capacity",
+        "",
+        "`python -m benchmarks.overload` (one uvicorn and one gunicorn sync worker behind "
+        "nginx, open-loop load; [overload.md](overload.md) has the plot and how to read it):",
+        "",
+        shed_text,
         "",
     ]
     if ingest:
