@@ -175,7 +175,7 @@ def test_report_is_a_dataclass_whose_json_is_its_dict(tmp_path: Path) -> None:
         "recovery_rate", "abandonment_rate", "gave_up_rate", "duplicate_outcomes",
         "time_to_recovery_s", "time_to_recovery_histogram", "user_minutes_lost", "per_source",
         "episode_gap_min", "episodes_total", "episodes", "planned_episodes_total",
-        "planned_episodes", "spikes", "spike_detection", "comparison",
+        "planned_episodes", "shed", "spikes", "spike_detection", "comparison",
     }  # fmt: skip
     assert set(report.as_dict()) == documented
 

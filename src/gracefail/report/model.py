@@ -521,8 +521,7 @@ class Report:
             "spikes": [b.as_dict() for b in self.spikes.flagged] if self.spikes else [],
             "spike_detection": self.spikes.settings() if self.spikes else None,
             "comparison": self.comparison.as_dict() if self.comparison else None,
-            # Only with requests shed under load in the window (Config.overload).
-            **({"shed": self.shed.as_dict()} if self.shed.requests or self.shed.probes else {}),
+            "shed": self.shed.as_dict(),
         }
 
     def to_json(self, indent: int | None = 2) -> str:
