@@ -41,7 +41,6 @@ import time
 import zlib
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from importlib import resources
 from typing import Any, Final
 
 import jinja2
@@ -53,7 +52,15 @@ from .locales import LocaleError, Wording
 from .locales import load as load_wording
 from .maintenance import MAX_MESSAGE, Maintenance, MaintenanceWatch
 from .negotiate import language_key, negotiate_locale
-from .render import MAX_ECHOED_URL, PAGE_BUDGET, PageBody, Slotted
+from .render import (
+    MAX_ECHOED_URL,
+    PAGE_BUDGET,
+    PageBody,
+    Slotted,
+    environment,
+    page_css,
+    script_safe,
+)
 
 __all__ = ["BANNER", "SPREAD", "MaintenanceGate", "first_probe_delay"]
 
@@ -159,43 +166,6 @@ def _sha256(text: str) -> str:
 
 def _iso(moment: float) -> str:
     return datetime.fromtimestamp(moment, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def _script_safe(text: str) -> str:
-    """JSON text that cannot end or confuse the ``<script>`` data block it sits in."""
-    return (
-        text.replace("<", "\\u003c")
-        .replace(">", "\\u003e")
-        .replace("&", "\\u0026")
-        .replace("\u2028", "\\u2028")
-        .replace("\u2029", "\\u2029")
-    )
-
-
-def _environment(config: Config, *, user: bool) -> jinja2.Environment:
-    """The failure page's Jinja environment (``render.Renderer._environment``'s loaders)."""
-    built_in = jinja2.PackageLoader("gracefail", "templates")
-    loaders: list[jinja2.BaseLoader] = [jinja2.PrefixLoader({"gracefail": built_in}), built_in]
-    if user and config.template_dir is not None:
-        loaders.insert(0, jinja2.FileSystemLoader(str(config.template_dir)))
-    return jinja2.Environment(
-        loader=jinja2.ChoiceLoader(loaders),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-    )
-
-
-def _page_css(color: str) -> str:
-    """page.css as the failure page inlines it: the accent first, indentation and
-    whole-line comments stripped (``render.Renderer.css``)."""
-    source = f":root{{--gf-accent:{color}}}\n" + (
-        resources.files("gracefail") / "assets" / "page.css"
-    ).read_text("utf-8")
-    lines = (line.strip() for line in source.splitlines())
-    return "\n".join(
-        line for line in lines if line and not (line.startswith("/*") and line.endswith("*/"))
-    )
 
 
 def first_probe_delay(remaining: float | None, retry_after: int, draw: float) -> float:
@@ -330,7 +300,7 @@ class MaintenanceGate:
             return self._render_with(self._template, key)
 
     def _environment_template(self, *, user: bool) -> jinja2.Template:
-        template = _environment(self.config, user=user).get_template(TEMPLATE)
+        template = environment(self.config, user=user).get_template(TEMPLATE)
         self._template_name = template.filename or template.name or TEMPLATE
         return template
 
@@ -356,7 +326,7 @@ class MaintenanceGate:
             "late": strings["maintenance_late"],
             "backUnsafe": strings["maintenance_back_unsafe"],
         }
-        config_json = _script_safe(
+        config_json = script_safe(
             json.dumps(settings, ensure_ascii=False, separators=(",", ":"))
         ).replace(f'"{_RETRY_AFTER}"', _RETRY_AFTER)
         values = {
@@ -374,7 +344,7 @@ class MaintenanceGate:
             "message": _MESSAGE if has_message else "",
             "ends": _ENDS if has_end else None,
             "ends_utc": _ENDS_UTC,
-            "css": Markup(_page_css(config.brand.color)),  # noqa: S704 - our own asset
+            "css": Markup(page_css(config.brand.color)),  # noqa: S704 - our own asset
             "js": Markup(_SCRIPT),  # noqa: S704 - our own script
             "config_json": Markup(config_json),  # noqa: S704 - JSON escaped for <script>
             "noscript_refresh": _REFRESH,

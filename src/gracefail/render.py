@@ -708,10 +708,34 @@ class Routes:
 
 def escape_json_string(value: str) -> str:
     """``value`` as the inside of a JSON string that is safe in a ``<script>`` data block."""
-    return _script_safe(json.dumps(value, ensure_ascii=False)[1:-1])
+    return script_safe(json.dumps(value, ensure_ascii=False)[1:-1])
 
 
-def _script_safe(text: str) -> str:
+def environment(config: Config, *, user: bool) -> jinja2.Environment:
+    """The Jinja environment of gracefail's pages: the built-in templates, and before them
+    ``config.template_dir`` when ``user`` (a theme)."""
+    built_in = jinja2.PackageLoader("gracefail", "templates")
+    # "gracefail/base.html" is the name themes extend, the same in a template_dir and
+    # in Django's or Flask's template folders (whose gracefail/ folder is template_dir).
+    loaders: list[jinja2.BaseLoader] = [jinja2.PrefixLoader({"gracefail": built_in}), built_in]
+    if user and config.template_dir is not None:
+        loaders.insert(0, jinja2.FileSystemLoader(str(config.template_dir)))
+    return jinja2.Environment(
+        loader=jinja2.ChoiceLoader(loaders),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+
+
+def page_css(color: str) -> str:
+    """page.css as the pages inline it: the accent first, whole-line comments and
+    indentation dropped."""
+    return _compact_css(f":root{{--gf-accent:{color}}}\n" + _asset("page.css"))
+
+
+def script_safe(text: str) -> str:
+    """JSON text that cannot end or confuse the ``<script>`` data block it sits in."""
     return (
         text.replace("<", "\\u003c")
         .replace(">", "\\u003e")
@@ -786,7 +810,7 @@ class Renderer:
             raise ConfigError(str(exc)) from None
         self.locale_names = self.wording.names
         self.locales: Mapping[str, Mapping[str, str]] = self.wording.table
-        self.css = _compact_css(f":root{{--gf-accent:{config.brand.color}}}\n" + _asset("page.css"))
+        self.css = page_css(config.brand.color)
         self._script = _asset("recover.js")
         self.script_ids = script_ids(self._script)
         self._connect_src = " ".join(filter(None, ["'self'", _origin(config.status_api_url)]))
@@ -814,18 +838,7 @@ class Renderer:
     # -- start-up -----------------------------------------------------------
 
     def _environment(self, user: bool) -> jinja2.Environment:
-        built_in = jinja2.PackageLoader("gracefail", "templates")
-        # "gracefail/base.html" is the name themes extend, the same in a template_dir and
-        # in Django's or Flask's template folders (whose gracefail/ folder is template_dir).
-        loaders: list[jinja2.BaseLoader] = [jinja2.PrefixLoader({"gracefail": built_in}), built_in]
-        if user and self.config.template_dir is not None:
-            loaders.insert(0, jinja2.FileSystemLoader(str(self.config.template_dir)))
-        return jinja2.Environment(
-            loader=jinja2.ChoiceLoader(loaders),
-            autoescape=True,
-            undefined=jinja2.StrictUndefined,
-            keep_trailing_newline=True,
-        )
+        return environment(self.config, user=user)
 
     def _prepare(self) -> None:
         if self.config.template_dir is None and not self.config.messages and not self.strict:
@@ -1034,7 +1047,7 @@ class Renderer:
         status, locale, safe = key
         config = self.config
         script = self.js
-        config_json = _script_safe(
+        config_json = script_safe(
             json.dumps(
                 self.script_config(status, locale, safe, strings),
                 ensure_ascii=False,
