@@ -723,6 +723,19 @@ class OverloadGuard:
         self.stamps_absurd = 0
         self.stamps_invalid = 0
 
+    def admit_environ(self, environ: Mapping[str, Any], path: str, *, beacon: bool) -> Admission:
+        """:meth:`admit` for a WSGI environ (or Django's ``request.META``)."""
+        stamp = environ.get("HTTP_X_REQUEST_START")
+        if stamp is None:
+            stamp = environ.get("HTTP_X_QUEUE_START")
+        return self.admit(
+            path,
+            probe=environ.get("HTTP_X_GRACEFAIL_PROBE") == "1",
+            beacon=beacon,
+            stamp=stamp,
+            peer=environ.get("REMOTE_ADDR") or None,
+        )
+
     def admit(
         self,
         path: str,

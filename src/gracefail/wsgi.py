@@ -169,16 +169,7 @@ class GracefailMiddleware:
         path = environ.get("PATH_INFO", "")
         if guard is None or path in self.worker_paths or (gate is not None and gate.on()):
             return inner(environ, start_response)
-        stamp = environ.get("HTTP_X_REQUEST_START")
-        if stamp is None:
-            stamp = environ.get("HTTP_X_QUEUE_START")
-        admission = guard.admit(
-            path,
-            probe=environ.get("HTTP_X_GRACEFAIL_PROBE") == "1",
-            beacon=path == self.beacon_path,
-            stamp=stamp,
-            peer=environ.get("REMOTE_ADDR") or None,
-        )
+        admission = guard.admit_environ(environ, path, beacon=path == self.beacon_path)
         if not admission.admitted:
             return _send(
                 start_response, self.engine.overload_reply(environ_view(environ), admission.reason)

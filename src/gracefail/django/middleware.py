@@ -154,16 +154,7 @@ class GracefailMiddleware:
         ):
             return None, None
         meta = request.META
-        stamp = meta.get("HTTP_X_REQUEST_START")
-        if stamp is None:
-            stamp = meta.get("HTTP_X_QUEUE_START")
-        admission = guard.admit(
-            path,
-            probe=meta.get("HTTP_X_GRACEFAIL_PROBE") == "1",
-            beacon=path == self.beacon_path,
-            stamp=stamp,
-            peer=meta.get("REMOTE_ADDR") or None,
-        )
+        admission = guard.admit_environ(meta, path, beacon=path == self.beacon_path)
         if admission.admitted:
             return admission, None
         view = environ_view(meta, path=escape_uri_path(request.path), scheme=request.scheme)
