@@ -245,7 +245,8 @@ def test_the_fastapi_deploy_script(site: Site) -> None:
     fastapi_app(site)
     server = site.gunicorn("shop:app", "--worker-class", "uvicorn.workers.UvicornWorker")
     try:
-        assert status_of(f"{site.app}/") == 200
+        # gunicorn listens before its worker has loaded the app: wait for the app.
+        eventually(lambda: status_of(f"{site.app}/") == 200, "the app", timeout=60)
         script = site.run_held(DEPLOY["fastapi"], "maintenance off")
         site.held(script)
         users_meet_maintenance(site.app, "Moving to the new servers")
@@ -269,7 +270,8 @@ def test_the_flask_deploy_script(site: Site) -> None:
     (site.folder / "shop.py").write_text(code, encoding="utf-8")
     server = site.gunicorn("shop:app")
     try:
-        assert status_of(f"{site.app}/") == 200
+        # gunicorn listens before its worker has loaded the app: wait for the app.
+        eventually(lambda: status_of(f"{site.app}/") == 200, "the app", timeout=60)
         script = site.run_held(DEPLOY["flask"], "maintenance off")
         site.held(script)
         users_meet_maintenance(site.app, "Upgrading the database")
@@ -349,7 +351,8 @@ def test_the_django_deploy_script(site: Site, tmp_path: Path) -> None:
         (site.folder / name).write_text(text, encoding="utf-8")
     server = site.gunicorn("wsgi:application")
     try:
-        assert status_of(f"{site.app}/") == 200
+        # gunicorn listens before its worker has loaded the app: wait for the app.
+        eventually(lambda: status_of(f"{site.app}/") == 200, "the app", timeout=60)
         script = site.run_held(DEPLOY["django"], "maintenance off")
         site.held(script)
         users_meet_maintenance(site.app, "Upgrading the database")
