@@ -36,10 +36,9 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 from urllib.parse import urlsplit
 
-import jinja2
 from markupsafe import Markup, escape
 
 from .classify import CONNECTION, Failure
@@ -48,6 +47,9 @@ from .locales import LocaleError, Wording
 from .locales import load as load_wording
 from .minify import minified
 from .negotiate import CODINGS, Kind
+
+if TYPE_CHECKING:
+    import jinja2  # imported when a template is first compiled: 30-100 ms
 
 __all__ = [
     "MAX_ECHOED_URL",
@@ -714,6 +716,8 @@ def escape_json_string(value: str) -> str:
 def environment(config: Config, *, user: bool) -> jinja2.Environment:
     """The Jinja environment of gracefail's pages: the built-in templates, and before them
     ``config.template_dir`` when ``user`` (a theme)."""
+    import jinja2  # here, not on import: only a process that renders a page pays for it
+
     built_in = jinja2.PackageLoader("gracefail", "templates")
     # "gracefail/base.html" is the name themes extend, the same in a template_dir and
     # in Django's or Flask's template folders (whose gracefail/ folder is template_dir).
