@@ -59,14 +59,14 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import click
+
 from ._compat import importing
 from .classify import upstream_classes
 from .config import Config, framework_config
 from .core import Engine, under_test
 from .locales import LOCALE_DIR
-from .maintenance_cli import click_group as maintenance_group
 from .maintenance_page import BANNER
-from .report.options import click_options, run_click
 from .views import environ_view
 from .worker import head_tag
 from .wsgi import FAILED, KEPT, ROUTE, Environ, GracefailMiddleware
@@ -75,12 +75,11 @@ with importing("flask"):
     from flask import (
         Flask,
         Response,
-        current_app,
         got_request_exception,
         has_request_context,
         request,
     )
-    from flask.cli import AppGroup, with_appcontext
+    from flask.cli import AppGroup
 
 __all__ = ["Gracefail"]
 
@@ -263,23 +262,21 @@ def _served_failures(record: logging.LogRecord) -> bool:
     )
 
 
-_cli = AppGroup("gracefail", help="gracefail's tools, with this app's settings.")
+class _Commands(AppGroup):
+    """``flask gracefail``: its commands are imported from :mod:`gracefail.flask_cli`
+    when the ``flask`` command asks for them, never when the app starts."""
+
+    NAMES = ("maintenance", "report")
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.NAMES)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.NAMES:
+            return None
+        from .flask_cli import COMMANDS
+
+        return COMMANDS[cmd_name]
 
 
-@_cli.command(
-    "report",
-    help="Error frequency and recovery from this app's store (the options of `gracefail report`).",
-)
-@click_options("this app's store")
-def _report(**values: Any) -> None:
-    run_click(values, configured=Gracefail.engine(current_app).config.store)
-
-
-_maintenance = maintenance_group(
-    "this app's store", lambda: Gracefail.engine(current_app).config.store
-)
-for _command in _maintenance.commands.values():
-    # Each runs with the app's context, as AppGroup's own commands do.
-    if _command.callback is not None:
-        _command.callback = with_appcontext(_command.callback)
-_cli.add_command(_maintenance)
+_cli = _Commands("gracefail", help="gracefail's tools, with this app's settings.")

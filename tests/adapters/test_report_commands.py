@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import click
@@ -71,9 +73,12 @@ def test_flask_help_lists_the_options(tmp_path: Path) -> None:
 
 
 def test_three_commands_have_one_set_of_options() -> None:
+    import click
+
     from gracefail.flask import _cli
 
-    report = _cli.commands["report"]
+    report = _cli.get_command(click.Context(_cli), "report")
+    assert report is not None
     assert click_flags(main.commands["report"]) == click_flags(report) == OPTIONS
     assert django_flags() >= OPTIONS
 
@@ -172,3 +177,19 @@ def test_django_warns_when_store_is_another(
         f"gracefail: --store {Path(other).resolve()} is not the store this app's settings name "
         f"({configured.resolve()}); reading {Path(other).resolve()}"
     ]
+
+
+def test_the_flask_extension_loads_its_commands_only_when_asked() -> None:
+    """An app that serves requests never imports the report's command code."""
+    code = (
+        "import sys, flask, gracefail.flask\n"
+        "assert 'gracefail.report' not in sys.modules, 'report imported'\n"
+        "assert 'gracefail.maintenance_cli' not in sys.modules, 'maintenance_cli imported'\n"
+        "import click\n"
+        "group = gracefail.flask._cli\n"
+        "assert group.list_commands(click.Context(group)) == ['maintenance', 'report']\n"
+        "assert group.get_command(click.Context(group), 'report').name == 'report'\n"
+        "assert 'gracefail.report' in sys.modules\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
