@@ -7,10 +7,14 @@ live in ``gracefail.asgi``, ``gracefail.wsgi``, ``gracefail.flask`` and
 HTTP client.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from ._version import __version__
 from .config import Brand, Config, ConfigError, RetryPolicy
 from .errors import UpstreamError
-from .overload import Overload
+
+if TYPE_CHECKING:
+    from .overload import Overload
 
 __all__ = [
     "Brand",
@@ -21,3 +25,12 @@ __all__ = [
     "UpstreamError",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # Overload is loaded on first use: most apps never shed load (PEP 562).
+    if name == "Overload":
+        from .overload import Overload
+
+        return Overload
+    raise AttributeError(f"module 'gracefail' has no attribute {name!r}")

@@ -35,7 +35,7 @@ import math
 import sys
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 try:
     import anyio
@@ -45,9 +45,11 @@ except ImportError:  # pragma: no cover - plain asyncio servers without anyio
 from .classify import Failure
 from .config import Config, ConfigError, config_from
 from .core import OWNER, Engine, Reply
-from .maintenance_page import BANNER
-from .overload import Admission, OverloadGuard
+from .headers import BANNER
 from .views import content_length, decode_headers, scope_headers, scope_view
+
+if TYPE_CHECKING:
+    from .overload import Admission, OverloadGuard
 
 __all__ = ["GracefailMiddleware"]
 

@@ -487,9 +487,12 @@ class Config:
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
                 raise _fail(name, value, f"expected a whole number from {low} to {high}")
         object.__setattr__(self, "trusted_proxies", _proxies(self.trusted_proxies))
-        from .overload import check_overload  # overload.py imports this module
+        if self.overload is not None:
+            from .overload import check_overload  # overload.py imports this module
 
-        object.__setattr__(self, "overload", check_overload(self.overload, self.trusted_proxies))
+            object.__setattr__(
+                self, "overload", check_overload(self.overload, self.trusted_proxies)
+            )
         self._check_maintenance()
         _check_service_worker(self.service_worker, self.beacon_path)
 

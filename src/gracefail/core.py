@@ -14,23 +14,26 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from .beacon import MAX_BODY, BeaconError, check_origin, parse_beacon
 from .classify import Classifier, Failure
 from .config import DEFAULT_STORE, UPSTREAM_STATUSES, Config
 from .events import Event, ServerEvent
 from .guard import BeaconGuard, Verdict, client_address
-from .maintenance import Maintenance
-from .maintenance_page import BANNER, MaintenanceGate
+from .headers import BANNER
 from .negotiate import accepted_encodings, language_key, negotiate_kind, negotiate_locale
-from .overload import OverloadGuard
 from .pipeline import Pipeline
 from .recorders.base import Recorder
 from .recorders.store import store_recorder
 from .render import MINIMAL_PAGE, Renderer, safe_url
 from .tokens import TokenSigner, page_view
 from .worker import Worker
+
+if TYPE_CHECKING:
+    from .maintenance import Maintenance
+    from .maintenance_page import MaintenanceGate
+    from .overload import OverloadGuard
 
 __all__ = [
     "OVERLOAD",
@@ -172,13 +175,18 @@ class Engine:
         self.pipeline = Pipeline(recorders, config.queue_size)
         self.guard = BeaconGuard()
         # Only with Config.maintenance: adapters then ask maintenance.on() per request.
-        self.maintenance = MaintenanceGate(config) if config.maintenance else None
+        self.maintenance: MaintenanceGate | None = None
+        if config.maintenance:
+            # Imported only by an app that follows planned maintenance.
+            from .maintenance_page import MaintenanceGate
+
+            self.maintenance = MaintenanceGate(config)
         # Only with Config.overload: adapters then admit() each request before the app.
-        self.overload = (
-            OverloadGuard(config.overload, config.trusted_proxies)
-            if config.overload is not None
-            else None
-        )
+        self.overload: OverloadGuard | None = None
+        if config.overload is not None:
+            from .overload import OverloadGuard  # only for an app that sheds load
+
+            self.overload = OverloadGuard(config.overload, config.trusted_proxies)
         if self.overload is not None:
             # Recorders that export gauges (Prometheus, OpenTelemetry) read the guard's
             # stats when they are collected, not per request.

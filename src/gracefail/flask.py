@@ -65,8 +65,8 @@ from ._compat import importing
 from .classify import upstream_classes
 from .config import Config, framework_config
 from .core import Engine, under_test
+from .headers import BANNER
 from .locales import LOCALE_DIR
-from .maintenance_page import BANNER
 from .views import environ_view
 from .worker import head_tag
 from .wsgi import FAILED, KEPT, ROUTE, Environ, GracefailMiddleware

@@ -47,6 +47,7 @@ from markupsafe import Markup, escape
 
 from .config import LOCALES, Config
 from .guard import client_address
+from .headers import BANNER
 from .locales import LocaleError, Wording
 from .locales import load as load_wording
 from .maintenance import MAX_MESSAGE, Maintenance, MaintenanceWatch
@@ -68,8 +69,6 @@ __all__ = ["BANNER", "SPREAD", "MaintenanceGate", "first_probe_delay"]
 
 log = logging.getLogger("gracefail")
 
-BANNER: Final = ("x-gracefail-maintenance", "on")
-"""The header an allowed request's response carries while maintenance is on."""
 
 SPREAD: Final = 60
 """Seconds over which the pages waiting for one planned end come back (uniformly):

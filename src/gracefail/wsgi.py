@@ -33,14 +33,16 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from http import HTTPStatus
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from .classify import Failure
 from .config import Config, ConfigError, config_from
 from .core import OWNER, Engine, Reply
-from .maintenance_page import BANNER
-from .overload import Admission, OverloadGuard
+from .headers import BANNER
 from .views import content_length, environ_headers, environ_view
+
+if TYPE_CHECKING:
+    from .overload import Admission, OverloadGuard
 
 __all__ = ["FAILED", "KEPT", "ROUTE", "GracefailMiddleware"]
 

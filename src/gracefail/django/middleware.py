@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.core.handlers.wsgi import WSGIRequest
@@ -36,10 +36,12 @@ from django.utils.encoding import escape_uri_path
 
 from ..classify import Failure
 from ..core import OWNER, Engine, Reply, RequestView
-from ..maintenance_page import BANNER
-from ..overload import Admission, OverloadGuard
+from ..headers import BANNER
 from ..views import content_length, environ_view
 from .conf import get_config, testing
+
+if TYPE_CHECKING:
+    from ..overload import Admission, OverloadGuard
 
 __all__ = ["GracefailMiddleware"]
 
