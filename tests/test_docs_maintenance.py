@@ -82,7 +82,10 @@ class Site:
             "GRACEFAIL_SECRET": SECRET,
             "PYTHONPATH": str(self.folder),
         }
-        self.env.pop("DJANGO_SETTINGS_MODULE", None)
+        # The docs' wsgi.py and manage.py name "settings" with os.environ.setdefault: a
+        # value left in this process by an earlier test (start_server merges os.environ)
+        # must not win over it.
+        self.env["DJANGO_SETTINGS_MODULE"] = "settings"
 
     def localise(self, text: str) -> str:
         """The docs' host values replaced by this site's."""
