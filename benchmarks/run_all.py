@@ -229,6 +229,10 @@ def main(argv: list[str] | None = None) -> int:
         "",
         goals_table(goals),
         "",
+        "Where the time of the rows not met goes, from profiles and call counts: "
+        "[benchmarks/README.md](../benchmarks/README.md#where-the-time-goes-profiles); "
+        "overload: [overload.md](overload.md#where-the-goal-stands-and-why).",
+        "",
         "## In process",
         "",
         "No sockets: the drivers call the ASGI app, the WSGI app and Django's WSGIHandler "
