@@ -266,7 +266,7 @@ class _Call:
         if exc_info is not None and self.sent:
             raise exc_info[1].with_traceback(exc_info[2])
         self.status, self.headers = status, headers
-        if status[0] == "5":
+        if status[:1] == "5":
             self.replacing = self._replaces(status)
         if self.mw.keep is not None:
             # One reference, no lookup of the route: a body that fails later is iterated
