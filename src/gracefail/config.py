@@ -194,6 +194,21 @@ class RetryPolicy:
         }
 
 
+def _paths(value: object, option: str) -> tuple[str, ...]:
+    """A list of request paths (or one comma-separated string), each starting with '/'."""
+    paths = value
+    if isinstance(paths, str):
+        paths = [part.strip() for part in paths.split(",") if part.strip()]
+    if not isinstance(paths, Sequence) or not all(
+        isinstance(path, str) and path.startswith("/") and not any(c in path for c in "?# ")
+        for path in paths
+    ):
+        raise _fail(
+            option, value, "expected paths that start with '/', such as ['/healthz', '/status']"
+        )
+    return tuple(paths)
+
+
 def _proxies(value: object, option: str = "trusted_proxies") -> tuple[str, ...]:
     """``trusted_proxies`` (or ``option``, another list of networks) as a tuple of
     normalised networks; ConfigError names a bad entry."""
@@ -501,19 +516,9 @@ class Config:
             raise _fail("maintenance", self.maintenance, "expected True or False")
         allow = _proxies(self.maintenance_allow, "maintenance_allow")
         object.__setattr__(self, "maintenance_allow", allow)
-        paths = self.maintenance_paths
-        if isinstance(paths, str):
-            paths = [part.strip() for part in paths.split(",") if part.strip()]
-        if not isinstance(paths, Sequence) or not all(
-            isinstance(path, str) and path.startswith("/") and not any(c in path for c in "?# ")
-            for path in paths
-        ):
-            raise _fail(
-                "maintenance_paths",
-                self.maintenance_paths,
-                "expected paths that start with '/', such as ['/healthz', '/status']",
-            )
-        object.__setattr__(self, "maintenance_paths", tuple(paths))
+        object.__setattr__(
+            self, "maintenance_paths", _paths(self.maintenance_paths, "maintenance_paths")
+        )
 
     def _check_exceptions(self) -> None:
         if not isinstance(self.exceptions, Mapping):

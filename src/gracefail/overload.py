@@ -85,7 +85,7 @@ from dataclasses import dataclass, field
 from itertools import count
 from typing import Any, Final
 
-from .config import ConfigError, _build, _fail
+from .config import ConfigError, _build, _fail, _paths
 from .guard import _address, proxy_networks
 
 __all__ = [
@@ -163,22 +163,6 @@ def _number(option: str, value: object, low: float, high: float, what: str) -> f
     ):
         raise _fail(option, value, f"expected {what} from {low:g} to {high:g}")
     return float(value)
-
-
-def _paths(value: object) -> tuple[str, ...]:
-    paths = value
-    if isinstance(paths, str):
-        paths = [part.strip() for part in paths.split(",") if part.strip()]
-    if not isinstance(paths, Sequence) or not all(
-        isinstance(path, str) and path.startswith("/") and not any(c in path for c in "?# ")
-        for path in paths
-    ):
-        raise _fail(
-            "overload.never_shed",
-            value,
-            "expected paths that start with '/', such as ['/healthz', '/status']",
-        )
-    return tuple(paths)
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,7 +247,7 @@ class Overload:
                 "gracefail: overload=Overload() would shed nothing; set max_concurrency, "
                 "adaptive=True or max_queue_ms (or leave overload unset)"
             )
-        object.__setattr__(self, "never_shed", _paths(self.never_shed))
+        object.__setattr__(self, "never_shed", _paths(self.never_shed, "overload.never_shed"))
         self._check_controller()
         _number("overload.background_share", self.background_share, 0.01, 1, "a share")
         _whole("overload.retry_after", self.retry_after, 0, 3600, "seconds")
