@@ -106,6 +106,18 @@ class RequestView:
 
 
 _REFERRER_POLICY: Final = ("referrer-policy", "same-origin")
+_PLAIN: Final = "text/plain; charset=utf-8"
+
+
+def _fallback(status: int, body: bytes, content_type: str, retry_after: str, method: str) -> Reply:
+    """The short reply sent when building the real one failed (no body for HEAD)."""
+    headers = [
+        ("content-type", content_type),
+        ("content-length", str(len(body))),
+        ("cache-control", "no-store"),
+        ("retry-after", retry_after),
+    ]
+    return Reply(status, headers, b"" if method == "HEAD" else body)
 
 
 def route_label(route: str | None) -> str | None:
@@ -397,17 +409,12 @@ class Engine:
         )
 
     def _minimal(self, status: int, method: str) -> Reply:
-        body = MINIMAL_PAGE.encode()
-        headers = [
-            ("content-type", "text/html; charset=utf-8"),
-            ("content-length", str(len(body))),
-            ("cache-control", "no-store"),
-            ("retry-after", self._retry_after),
-        ]
-        return Reply(
+        return _fallback(
             status if status in UPSTREAM_STATUSES else 502,
-            headers,
-            b"" if method == "HEAD" else body,
+            MINIMAL_PAGE.encode(),
+            "text/html; charset=utf-8",
+            self._retry_after,
+            method,
         )
 
     # -- planned maintenance ------------------------------------------------------
@@ -433,14 +440,9 @@ class Engine:
         except Exception:
             log.exception("gracefail: could not build the maintenance reply; sending plain text")
             body = b"503 Service Unavailable: planned maintenance.\n"
-            headers = [
-                ("content-type", "text/plain; charset=utf-8"),
-                ("content-length", str(len(body))),
-                ("cache-control", "no-store"),
-                ("retry-after", self._retry_after),
-                BANNER,
-            ]
-            return Reply(503, headers, b"" if view.method == "HEAD" else body)
+            reply = _fallback(503, body, _PLAIN, self._retry_after, view.method)
+            reply.headers.append(BANNER)
+            return reply
 
     def _maintenance_reply(
         self, gate: MaintenanceGate, state: Maintenance, view: RequestView
@@ -520,13 +522,7 @@ class Engine:
         except Exception:
             log.exception("gracefail: could not build the busy reply; sending plain text")
             body = b"503 Service Unavailable: too busy right now; please try again shortly.\n"
-            headers = [
-                ("content-type", "text/plain; charset=utf-8"),
-                ("content-length", str(len(body))),
-                ("cache-control", "no-store"),
-                ("retry-after", retry_after),
-            ]
-            return Reply(503, headers, b"" if view.method == "HEAD" else body)
+            return _fallback(503, body, _PLAIN, retry_after, view.method)
 
     # -- beacons ----------------------------------------------------------------
 
