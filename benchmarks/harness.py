@@ -17,16 +17,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import importlib.util
 import io
 import logging
+import os
 import socket
 import statistics
 import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 Runner = Callable[[int], int]  # runs n requests, returns the elapsed ns
@@ -415,3 +418,18 @@ def calls_per_request(run: Runner, n: int = 50) -> float:
     finally:
         sys.setprofile(None)
     return count / n
+
+
+def process_family(root: int) -> list[int]:
+    """``root`` and every process descended from it (from /proc), root first."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                text = Path(f"/proc/{entry}/stat").read_text()
+                parents[int(entry)] = int(text[text.rindex(")") + 2 :].split()[1])
+    found, frontier = [root], [root]
+    while frontier:
+        frontier = [pid for pid, ppid in parents.items() if ppid in frontier]
+        found += frontier
+    return found

@@ -38,6 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks.harness import process_family
+
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "load-test-secret-not-for-production"
 NAV = {"accept": "text/html", "sec-fetch-mode": "navigate"}
@@ -160,20 +162,6 @@ def _rss_mb(pids: list[int]) -> float:
     return total / 1024
 
 
-def _family(root: int) -> list[int]:
-    parents: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                text = Path(f"/proc/{entry}/stat").read_text()
-                parents[int(entry)] = int(text[text.rindex(")") + 2 :].split()[1])
-    found, frontier = [root], [root]
-    while frontier:
-        frontier = [pid for pid, ppid in parents.items() if ppid in frontier]
-        found += frontier
-    return found
-
-
 @contextlib.contextmanager
 def _server(kind: str, workers: int, env: dict[str, str], tmp: Path) -> Iterator[tuple[int, int]]:
     port = free_port()
@@ -205,7 +193,7 @@ def _server(kind: str, workers: int, env: dict[str, str], tmp: Path) -> Iterator
             try:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                for pid in reversed(_family(proc.pid)):
+                for pid in reversed(process_family(proc.pid)):
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
                 proc.wait(timeout=5)
@@ -274,11 +262,11 @@ def run_load(
                "GRACEFAIL_RECORD_IN_TESTS": "1"}  # fmt: skip
         with _server(kind, workers, env, tmp) as (port, pid):
             warm, warm_errors = asyncio.run(_drive(port, 0.5, 4))
-            before = _rss_mb(_family(pid))
+            before = _rss_mb(process_family(pid))
             statuses, errors = asyncio.run(_drive(port, seconds, connections))
             statuses += warm  # the warm-up's failures are served and stored like the rest
             errors += warm_errors
-            after = _rss_mb(_family(pid))
+            after = _rss_mb(process_family(pid))
         counts = [row for f in counts_dir.glob("*.json") for row in json.loads(f.read_text())]
     lost = sum(c["dropped"] + c["failed"] + c["shutdown"] for c in counts)
     return LoadResult(

@@ -53,6 +53,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks.harness import process_family
+
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 NGINX = "/usr/sbin/nginx"
@@ -172,20 +174,6 @@ def log(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def _family(root: int) -> list[int]:
-    parents: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                text = Path(f"/proc/{entry}/stat").read_text()
-                parents[int(entry)] = int(text[text.rindex(")") + 2 :].split()[1])
-    found, frontier = [root], [root]
-    while frontier:
-        frontier = [pid for pid, ppid in parents.items() if ppid in frontier]
-        found += frontier
-    return found
-
-
 def _wait_listening(port: int, proc: subprocess.Popen[bytes], what: str, logfile: Path) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -202,7 +190,7 @@ def _stop(proc: subprocess.Popen[bytes], grace: float = 2.0) -> None:
     """SIGTERM by PID, then SIGKILL the process and its children (gunicorn's worker)."""
     if proc.poll() is not None:
         return
-    family = _family(proc.pid)
+    family = process_family(proc.pid)
     os.kill(proc.pid, signal.SIGTERM)
     try:
         proc.wait(timeout=grace)
