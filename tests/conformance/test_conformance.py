@@ -11,6 +11,7 @@ what that framework does instead.
 from __future__ import annotations
 
 import http
+import importlib.util
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -25,6 +26,7 @@ from gracefail.events import ClientEvent, ServerEvent
 from tests.apps import common
 from tests.apps.common import API, BEACON, CURL, NAV, beacon_body, free_port
 from tests.conformance.harness import ADAPTERS, Adapter, Client, Result, in_process, real_server
+from tests.conftest import require
 
 Check = Callable[[Result, Adapter], None]
 EventCheck = Callable[[list[Any], Result, Adapter], None]
@@ -339,7 +341,11 @@ def _encoded(coding: str) -> Check:
 
     def check(result: Result, adapter: Adapter) -> None:
         if coding == "br":
-            pytest.importorskip("brotli", reason="pip install gracefail[brotli]")
+            require(
+                importlib.util.find_spec("brotli") is not None,
+                "brotli",
+                'pip install "gracefail[brotli]"',
+            )
         assert result.headers["content-encoding"] == coding
         assert result.body.startswith(b"<!doctype html>")
 
